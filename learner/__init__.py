@@ -1,0 +1,1 @@
+"""learner: fastai-style image classification on PyTorch. The public API is assembled here at integration."""
