@@ -1,0 +1,180 @@
+"""An on-disk, memory-mapped cache of a frozen body's activations, keyed by everything that shapes them.
+
+Why: with a frozen body, training the head on stored activations is many times faster than running the body
+every epoch (fastai 0.7's `precompute=True`). 0.7 keyed its cache by architecture and size only, so changed
+files or transforms silently reused stale activations; here the key is a dict the caller fills with every
+part that matters (backbone, weights, xtra_cut, size, transforms, a fingerprint of the files...), hashed with
+sha256 into the name of a subfolder, so any change lands in a new folder and is built afresh.
+
+Layout of `cache_dir/<digest>/`: `key.json` (the key, for humans), and per split `<split>.features.f32`
+(raw (N, F) array), `<split>.labels.npy`, and `<split>.done` (JSON: shape and dtype). Files are written
+under temporary names, fsynced, renamed, and the `.done` marker is written last, so a crash mid-build never
+leaves a split that reads as built; the next `get_or_build` rebuilds it.
+
+Example:
+    >>> cache = ActivationCache('~/.cache/learner', {'backbone': 'resnet34', 'sz': 224, 'files': fingerprint})
+    >>> feats, labels = cache.get_or_build('train', feature_fn, loader, n_items=len(ds), device='cpu')
+    >>> feats.shape                                      # np.memmap, read-only
+    (245, 1024)
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Union
+
+import numpy as np
+import torch
+
+__all__ = ['ActivationCache', 'key_digest']
+
+_DTYPES = {'float32': ('f32', np.float32), 'float16': ('f16', np.float16)}
+
+
+def key_digest(key: dict) -> str:
+    """sha256 hex digest of a key dict (sorted JSON; values that are not JSON types are written with str())."""
+    text = json.dumps(key, sort_keys=True, default=str, separators=(',', ':'))
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def _fsync_path(path: Union[str, Path]) -> None:
+    """fsync a file or directory so a rename after it is durable."""
+    flags = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) if os.path.isdir(path) else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # some platforms cannot open directories; durability is best effort there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class ActivationCache:
+    """Cached (N, F) activations and labels per split ('train', 'valid', 'test') for one key.
+
+    Args:
+        cache_dir: parent folder; the cache lives in `cache_dir/<first 20 hex digits of sha256(key)>`.
+        key: a JSON-able dict naming everything the activations depend on. Any change gives a new folder.
+        dtype: 'float32' (default) or 'float16' (half the disk, for large data sets); part of the key.
+    """
+
+    def __init__(self, cache_dir: Union[str, Path], key: dict, dtype: str = 'float32'):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if not isinstance(key, dict):
+            raise TypeError(f'key must be a dict of what the activations depend on, got {type(key).__name__}')
+        self.key = dict(key)
+        self.dtype = dtype
+        self.digest = key_digest({'key': self.key, 'dtype': dtype})
+        self.path = Path(cache_dir).expanduser() / self.digest[:20]
+
+    def __repr__(self) -> str:
+        built = [s for s in ('train', 'valid', 'test') if self.is_built(s)]
+        return f'ActivationCache({str(self.path)!r}, built={built})'
+
+    def _files(self, split: str) -> tuple[Path, Path, Path]:
+        if not split or not split.replace('_', '').isalnum():
+            raise ValueError(f"split must be a plain name such as 'train', 'valid' or 'test', got {split!r}")
+        suffix = _DTYPES[self.dtype][0]
+        return (self.path / f'{split}.features.{suffix}', self.path / f'{split}.labels.npy',
+                self.path / f'{split}.done')
+
+    def is_built(self, split: str) -> bool:
+        """True when the split was completely written (its completion marker and data files exist)."""
+        return all(p.exists() for p in self._files(split))
+
+    def clear(self) -> None:
+        """Delete this key's folder (every split)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def load(self, split: str) -> tuple[np.memmap, np.ndarray]:
+        """(features memmap opened read-only, labels) of a built split; FileNotFoundError when not built."""
+        features_path, labels_path, done_path = self._files(split)
+        if not self.is_built(split):
+            raise FileNotFoundError(f'no complete {split!r} activations in {self.path}: call get_or_build first')
+        meta = json.loads(done_path.read_text())
+        features = np.memmap(features_path, dtype=_DTYPES[self.dtype][1], mode='r', shape=tuple(meta['shape']))
+        return features, np.load(labels_path, allow_pickle=False)
+
+    def get_or_build(self, split: str, feature_fn: Callable[[torch.Tensor], torch.Tensor],
+                     loader: Iterable, n_items: int, device: Union[str, torch.device, None] = None
+                     ) -> tuple[np.memmap, np.ndarray]:
+        """The split's cached activations, computing them first when they are not (completely) on disk.
+
+        Args:
+            split: 'train', 'valid' or 'test' (any plain name).
+            feature_fn: maps an input batch to (B, F) activations (more dims are flattened); run under no_grad.
+                The caller puts the model in eval mode.
+            loader: yields (x, y) batches in data-set order, with no augmentation.
+            n_items: number of items the loader yields in all (checked).
+            device: where x goes before feature_fn (None: left where the loader put it).
+        Returns:
+            (features, labels): np.memmap (n_items, F) of float32/float16, read-only; labels as an ndarray.
+        """
+        if self.is_built(split):
+            return self.load(split)
+        if n_items < 1:
+            raise ValueError(f'nothing to cache for {split!r}: n_items={n_items} (an empty split has no activations)')
+        self._build(split, feature_fn, loader, n_items, device)
+        return self.load(split)
+
+    def _build(self, split, feature_fn, loader, n_items: int, device) -> None:
+        features_path, labels_path, done_path = self._files(split)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / 'key.json').write_text(json.dumps(self.key, sort_keys=True, default=str, indent=1))
+        for stale in glob.glob(str(self.path / f'{split}.*.tmp*')):  # left by a crashed earlier build
+            os.remove(stale)
+        done_path.unlink(missing_ok=True)
+        tag = f'.tmp{os.getpid()}'
+        tmp_features = features_path.with_name(features_path.name + tag)
+        tmp_labels = labels_path.with_name(labels_path.name + tag)
+        np_dtype = _DTYPES[self.dtype][1]
+        features, labels, n_done = None, [], 0
+        try:
+            with torch.no_grad():
+                for x, y in loader:
+                    if device is not None:
+                        x = x.to(device)
+                    out = feature_fn(x)
+                    out = out.reshape(out.shape[0], -1).detach().float().cpu().numpy()  # (B, F)
+                    if features is None:
+                        features = np.memmap(tmp_features, dtype=np_dtype, mode='w+', shape=(n_items, out.shape[1]))
+                    if n_done + len(out) > n_items:
+                        raise ValueError(f'the {split} loader yielded more than n_items={n_items} items')
+                    features[n_done:n_done + len(out)] = out
+                    labels.append(torch.as_tensor(y).detach().cpu().numpy())
+                    n_done += len(out)
+            if n_done != n_items:
+                raise ValueError(f'the {split} loader yielded {n_done} items, expected n_items={n_items}')
+            features.flush()
+            shape = features.shape
+            del features
+            _fsync_path(tmp_features)
+            with open(tmp_labels, 'wb') as f:
+                np.save(f, np.concatenate(labels) if labels else np.zeros(0))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_features, features_path)
+            os.replace(tmp_labels, labels_path)
+            tmp_done = done_path.with_name(done_path.name + tag)
+            tmp_done.write_text(json.dumps({'shape': list(shape), 'dtype': self.dtype, 'n_items': n_items}))
+            _fsync_path(tmp_done)
+            os.replace(tmp_done, done_path)  # the marker last: only now does the split read as built
+            _fsync_path(self.path)
+        except BaseException:
+            features = None
+            for path in (tmp_features, tmp_labels):
+                path.unlink(missing_ok=True)
+            raise
+
+    def describe(self) -> dict[str, Any]:
+        """The key and which splits are built (for logs and `learn.summary()`)."""
+        return {'path': str(self.path), 'key': self.key, 'dtype': self.dtype,
+                'built': {s: self.is_built(s) for s in ('train', 'valid', 'test')}}
