@@ -10,7 +10,8 @@ Layer groups: the body splits into an *early* group (every top-level child whose
 efficientnet/regnet/convnext up to their stride-8 stage) and a *late* group (the rest). With the head
 that ConvLearner adds, that gives fastai 0.7's three layer groups.
 
-Weights are loaded the torchvision way: `weights.get_state_dict()` reads
+Weights: torchvision's IMAGENET1K_V1 for each model where it exists (the weights fastai 0.7 used),
+otherwise the enum's DEFAULT. They are loaded the torchvision way: `weights.get_state_dict()` reads
 `$TORCH_HOME/hub/checkpoints/<file>` (see `torch.hub.get_dir()`), downloading it if absent. With no file
 and no network, `PretrainedWeightsMissing` says which file to put where, or to pass `pretrained=False`.
 
@@ -295,7 +296,7 @@ def _convnext_body(model: nn.Module) -> nn.Sequential:
     return nn.Sequential(*model.features.children(), model.classifier[0])
 
 
-_DENSENET_OLD_KEY = re.compile(r'^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$')
+_DENSENET_OLD_KEY = re.compile(r'^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$')
 
 
 def _densenet_keys(state: dict) -> dict:
@@ -317,7 +318,10 @@ _lite0_loader.weights_name = efficientnet_lite.LITE0_WEIGHTS_FILE
 def _register_torchvision(names: Sequence[str], cut, aliases: dict[str, Sequence[str]] = None, hook=None) -> None:
     for name in names:
         builder = getattr(_TV, name)
-        weights = _TV.get_model_weights(builder).DEFAULT
+        enum = _TV.get_model_weights(builder)
+        # IMAGENET1K_V1 where it exists: the weights fastai 0.7 used, whose cache file names are stable
+        # (the shared mobilenet_v2-b0353104.pth is V1); newer recipes (V2) stay reachable via register_backbone.
+        weights = getattr(enum, 'IMAGENET1K_V1', enum.DEFAULT)
         register_backbone(BackboneSpec(name, builder, weights, cut=cut, aliases=tuple((aliases or {}).get(name, ())),
                                        state_dict_hook=hook))
 
