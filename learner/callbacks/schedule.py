@@ -1,0 +1,165 @@
+"""Learning-rate and momentum schedules: pure functions of progress in [0, 1], and the callbacks that apply them.
+
+Every schedule callback runs per batch at `before_batch` on every parameter group: the lr of layer group g is
+`base_lrs[g] * factor(iteration)`, and the momentum (SGD `momentum` or Adam's `betas[0]`) is set for all groups.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .base import ORDER_SCHEDULE, Callback
+
+__all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'one_cycle_factor', 'one_cycle_mom',
+           'sgdr_cycle_starts', 'clr_beta', 'ConstantLR', 'OneCycle', 'SGDR', 'CLRBeta']
+
+
+def sched_lin(start: float, end: float, pos: float) -> float:
+    """Linear from `start` (pos 0) to `end` (pos 1)."""
+    return start + pos * (end - start)
+
+
+def sched_cos(start: float, end: float, pos: float) -> float:
+    """Half a cosine from `start` (pos 0) to `end` (pos 1): flat at both ends."""
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def sched_exp(start: float, end: float, pos: float) -> float:
+    """Geometric from `start` to `end` (both > 0): equal ratios per step, as the LR range test sweeps."""
+    return start * (end / start) ** pos
+
+
+def sched_no(start: float, end: float, pos: float) -> float:
+    """Constant `start`."""
+    return start
+
+
+def one_cycle_factor(pos: float, div_factor: float, pct_start: float, final_div: float) -> float:
+    """1cycle lr as a fraction of max_lr: cosine 1/div_factor -> 1 over pct_start, then 1 -> 1/final_div."""
+    if pos < pct_start:
+        return sched_cos(1 / div_factor, 1.0, pos / pct_start)
+    return sched_cos(1.0, 1 / final_div, (pos - pct_start) / (1 - pct_start))
+
+
+def one_cycle_mom(pos: float, moms: Tuple[float, float], pct_start: float) -> float:
+    """1cycle momentum: cosine moms[0] -> moms[1] while the lr rises, then back to moms[0]."""
+    if pos < pct_start:
+        return sched_cos(moms[0], moms[1], pos / pct_start)
+    return sched_cos(moms[1], moms[0], (pos - pct_start) / (1 - pct_start))
+
+
+def sgdr_cycle_starts(cycle_len: float, cycle_mult: float, n_cycle: int) -> list:
+    """Epochs at which each SGDR cycle starts, plus the total: cycle_len=1, cycle_mult=2, n=3 -> [0, 1, 3, 7]."""
+    starts, epoch = [0.0], 0.0
+    for cycle in range(n_cycle):
+        epoch += cycle_len * cycle_mult ** cycle
+        starts.append(epoch)
+    return starts
+
+
+def clr_beta(it: int, n_iter: int, div: float, pct: float, mom_max: float, mom_min: float) -> Tuple[float, float]:
+    """fastai 0.7's `use_clr_beta` at iteration `it` of a cycle of `n_iter`: (lr fraction of lr, momentum).
+
+    Linear lr/div -> lr over (1 - pct/100)/2 of the cycle, back to lr/div, then the last pct% down to lr/(100*div);
+    momentum mirrors it (mom_max -> mom_min -> mom_max, then mom_max).
+    """
+    half = n_iter * (1 - pct / 100) / 2
+    if it > 2 * half:
+        frac = (it - 2 * half) / max(n_iter - 2 * half, 1e-12)
+        return (1 + frac * (1 - 100) / 100) / div, mom_max
+    frac = it / half if it <= half else 1 - (it - half) / half
+    return (1 + frac * (div - 1)) / div, mom_max - frac * (mom_max - mom_min)
+
+
+class _PerBatchSchedule(Callback):
+    """Applies `self._at(iteration) -> (lr factor, momentum or None)` before every training batch."""
+
+    order = ORDER_SCHEDULE
+
+    def __init__(self, base_lrs: Sequence[float]):
+        self.base_lrs = np.asarray(base_lrs, dtype=np.float64)
+
+    def before_fit(self) -> None:
+        self.n_batches = max(len(self.learn.get_loader('train')), 1)
+        self.n_iter = self.learn.n_epochs * self.n_batches
+        self._apply(0)
+
+    def before_batch(self) -> None:
+        if self.learn.training:
+            self._apply(self.learn.train_iter)
+
+    def _apply(self, it: int) -> None:
+        factor, mom = self._at(it)
+        self.learn.set_lrs(self.base_lrs * factor)
+        if mom is not None:
+            self.learn.set_mom(mom)
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        raise NotImplementedError
+
+
+class ConstantLR(_PerBatchSchedule):
+    """The same lr (per layer group) for the whole fit; momentum is left as it is."""
+
+    def before_batch(self) -> None:  # nothing changes per batch
+        pass
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        return 1.0, None
+
+
+class OneCycle(_PerBatchSchedule):
+    """fastai 1+ 1cycle over the whole fit: lr cosine max/div -> max (pct_start of the iterations) -> max/final_div,
+    momentum cosine moms[0] -> moms[1] -> moms[0]."""
+
+    def __init__(self, max_lrs: Sequence[float], moms: Tuple[float, float] = (0.95, 0.85), div_factor: float = 25.,
+                 pct_start: float = 0.3, final_div: Optional[float] = None):
+        super().__init__(max_lrs)
+        self.moms, self.div_factor, self.pct_start = moms, div_factor, pct_start
+        self.final_div = div_factor * 1e4 if final_div is None else final_div
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        pos = it / self.n_iter
+        mom = None if self.moms is None else one_cycle_mom(pos, self.moms, self.pct_start)
+        return one_cycle_factor(pos, self.div_factor, self.pct_start, self.final_div), mom
+
+
+class SGDR(_PerBatchSchedule):
+    """Cosine annealing with warm restarts: cycle c lasts cycle_len * cycle_mult**c epochs, lr cosine from the base
+    lrs to base * eta_min_factor within each cycle, back to the base at each restart. No warm-up."""
+
+    def __init__(self, base_lrs: Sequence[float], cycle_len: float, cycle_mult: float = 1, n_cycle: int = 1,
+                 eta_min_factor: float = 0.0):
+        super().__init__(base_lrs)
+        self.cycle_len, self.cycle_mult, self.n_cycle = cycle_len, cycle_mult, n_cycle
+        self.eta_min_factor = eta_min_factor
+
+    def before_fit(self) -> None:
+        n_batches = max(len(self.learn.get_loader('train')), 1)
+        starts = sgdr_cycle_starts(self.cycle_len, self.cycle_mult, self.n_cycle)
+        self.starts_iter = [round(s * n_batches) for s in starts]  # cycle boundaries in iterations
+        super().before_fit()
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        cycle = max(i for i, s in enumerate(self.starts_iter[:-1]) if s <= it) if it > 0 else 0
+        start, end = self.starts_iter[cycle], self.starts_iter[cycle + 1]
+        return sched_cos(1.0, self.eta_min_factor, (it - start) / max(end - start, 1)), None
+
+
+class CLRBeta(SGDR):
+    """fastai 0.7's `use_clr_beta=(div, pct, mom_max, mom_min)`, repeated over each cycle (see `clr_beta`)."""
+
+    def __init__(self, base_lrs: Sequence[float], div: float, pct: float, mom_max: Optional[float] = None,
+                 mom_min: Optional[float] = None, cycle_len: float = 1, cycle_mult: float = 1, n_cycle: int = 1):
+        super().__init__(base_lrs, cycle_len, cycle_mult, n_cycle)
+        self.div, self.pct, self.mom_max, self.mom_min = div, pct, mom_max, mom_min
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        cycle = max(i for i, s in enumerate(self.starts_iter[:-1]) if s <= it) if it > 0 else 0
+        start, end = self.starts_iter[cycle], self.starts_iter[cycle + 1]
+        factor, mom = clr_beta(it - start, end - start, self.div, self.pct,
+                               self.mom_max if self.mom_max is not None else 0.0,
+                               self.mom_min if self.mom_min is not None else 0.0)
+        return factor, (mom if self.mom_max is not None else None)

@@ -1,0 +1,56 @@
+"""Tiny duck-typed data and models for the Learner core tests (no dependency on learner.data)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+MEAN = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+STD = np.array([0.25, 0.25, 0.25], dtype=np.float32)
+
+
+def normalise(x_uint8_nhwc: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float32 normalised NCHW."""
+    x = torch.from_numpy(x_uint8_nhwc).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.from_numpy(MEAN)[:, None, None]) / torch.from_numpy(STD)[:, None, None]
+
+
+class ArrayData:
+    """What a Learner needs from `data`, over in-memory tensors: trn_dl, val_dl, test_dl, c, classes, path..."""
+
+    def __init__(self, trn, val, path: Path, bs: int = 32, classes=None, seed: int = 0, test=None):
+        self.trn_ds = TensorDataset(normalise(trn[0]), torch.as_tensor(trn[1]))
+        self.val_ds = TensorDataset(normalise(val[0]), torch.as_tensor(val[1]))
+        gen = torch.Generator().manual_seed(seed)
+        self.trn_dl = DataLoader(self.trn_ds, batch_size=bs, shuffle=True, generator=gen, drop_last=False)
+        self.val_dl = DataLoader(self.val_ds, batch_size=bs * 2)
+        self.test_dl = None
+        if test is not None:
+            self.test_ds = TensorDataset(normalise(test[0]), torch.as_tensor(test[1]))
+            self.test_dl = DataLoader(self.test_ds, batch_size=bs * 2)
+        self.classes = classes or [str(i) for i in range(int(max(trn[1].max(), val[1].max())) + 1)]
+        self.c = len(self.classes)
+        self.is_multi = self.is_reg = False
+        self.path = Path(path)
+        self.device = torch.device('cpu')
+        self.bs, self.sz = bs, trn[0].shape[1]
+        self.stats = (MEAN, STD)
+        self.val_y = np.asarray(val[1])
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+
+def tiny_cnn(c: int = 10, seed: int = 0) -> nn.Sequential:
+    """conv-BN-ReLU x3 -> pool -> linear: 3 children groups of note; learns make_data shapes in a few epochs."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        nn.Linear(64, c))
