@@ -1,0 +1,28 @@
+"""Data pipeline: decoding, fastai 0.7 transforms, datasets, device loaders, DataBunch, downloads."""
+from .databunch import DataBunch, ImageClassifierData
+from .datasets import ArrayDataset, BaseDataset, FilesDataset, collate_uint8
+from .external import URLs, DownloadError, download_data, untar_data
+from .images import IMAGE_EXTENSIONS, BadImage, ImageError, image_files, open_image, verify_images
+from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
+from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
+                         RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomScale, RandomStretch,
+                         RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor, imagenet_stats,
+                         inception_stats, tfms_from_model, tfms_from_stats, transforms_basic, transforms_side_on,
+                         transforms_top_down)
+
+__all__ = [
+    # images
+    'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImage', 'IMAGE_EXTENSIONS',
+    # transforms
+    'Transform', 'Transforms', 'CropType', 'Scale', 'RandomScale', 'RandomZoom', 'RandomStretch', 'AddPadding',
+    'RandomCrop', 'CenterCrop', 'NoCrop', 'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip',
+    'RandomDihedral', 'RandomBlur', 'Cutout', 'transforms_basic', 'transforms_side_on', 'transforms_top_down',
+    'imagenet_stats', 'inception_stats', 'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'image_to_tensor',
+    # datasets and loaders
+    'BaseDataset', 'FilesDataset', 'ArrayDataset', 'collate_uint8', 'DeviceDataLoader', 'default_num_workers',
+    'get_cv_idxs',
+    # DataBunch
+    'DataBunch', 'ImageClassifierData',
+    # downloads
+    'URLs', 'DownloadError', 'download_data', 'untar_data',
+]

@@ -1,0 +1,134 @@
+"""Image decoding: any file Pillow reads becomes an RGB uint8 HxWx3 array, or an error naming the file."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ['ImageError', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'verify_images', 'image_files']
+
+PathLike = Union[str, os.PathLike]
+
+#: Suffixes (lower case) treated as images when folders are listed.
+IMAGE_EXTENSIONS = frozenset({'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm',
+                              '.pgm', '.pbm', '.jfif'})
+
+#: Background that transparent pixels are composited onto (white, as a browser shows them).
+BACKGROUND = (255, 255, 255)
+
+# Draft (reduced-scale JPEG decoding) is used only when the file is at least this many times the target.
+_DRAFT_MIN_RATIO = 2
+
+
+class ImageError(ValueError):
+    """An image file that cannot be decoded: the message names the file and the reason."""
+
+
+class BadImage(NamedTuple):
+    """One file `verify_images` could not decode, with the reason."""
+    path: Path
+    reason: str
+
+
+def image_files(folder: PathLike, recurse: bool = False) -> list[Path]:
+    """Sorted image files (by suffix, any case) in `folder`, optionally in its sub-folders too."""
+    folder = Path(folder)
+    it = folder.rglob('*') if recurse else folder.iterdir()
+    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha composited on BACKGROUND, 16-bit and float scaled to 8 bits."""
+    if img.mode == 'RGB':
+        return img
+    if img.mode == 'P':
+        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+    if img.mode in ('LA', 'La', 'RGBa', 'PA'):
+        img = img.convert('RGBA')
+    if img.mode == 'RGBA':
+        background = Image.new('RGB', img.size, BACKGROUND)
+        background.paste(img, mask=img.getchannel('A'))
+        return background
+    if img.mode.startswith('I') or img.mode == 'F':
+        arr = np.asarray(img).astype(np.float64)
+        # 16-bit data (I;16* or I holding 16-bit values) spans 0..65535; 8-bit-range data stays as it is.
+        scale = 257.0 if arr.max(initial=0) > 255 else 1.0
+        arr = np.clip(np.round(arr / scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, 'L').convert('RGB')
+    return img.convert('RGB')   # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array of shape (H, W, 3), EXIF orientation applied.
+
+    Args:
+        path: the image file.
+        target_size: the smallest side the caller needs (pixels). A JPEG at least twice that large is
+            decoded at reduced scale (Pillow `draft`, 1/2, 1/4 or 1/8), which is several times faster;
+            the result's smaller side stays >= target_size. None decodes at full size.
+
+    Raises:
+        ImageError: the file is missing, empty, truncated, not an image, or a decompression bomb
+            (more than twice `PIL.Image.MAX_IMAGE_PIXELS` pixels).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if target_size and img.format == 'JPEG' and min(img.size) >= _DRAFT_MIN_RATIO * target_size:
+                # Rotated EXIF orientations swap sides, so ask for a square: both sides stay >= target.
+                img.draft(None, (int(target_size), int(target_size)))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            arr = np.array(_to_rgb(img))   # writable copy (torch.from_numpy needs one)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f'{path}: refused as a possible decompression bomb ({e}). If the image is '
+                         f'trusted, raise PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS}).') from e
+    except FileNotFoundError as e:
+        raise ImageError(f'{path}: no such file') from e
+    except UnidentifiedImageError as e:
+        size = path.stat().st_size if path.exists() else 0
+        what = 'an empty file (0 bytes)' if size == 0 else 'not an image Pillow can read'
+        raise ImageError(f'{path}: {what}; remove it or pass skip_bad=True to the DataBunch') from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f'{path}: cannot decode ({e}); the file may be truncated or corrupt; remove it '
+                         f'or pass skip_bad=True to the DataBunch') from e
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ImageError(f'{path}: decoded to shape {arr.shape} {arr.dtype}, expected (H, W, 3) uint8')
+    return arr
+
+
+def verify_images(path: PathLike | Sequence[PathLike], recurse: bool = True,
+                  target_size: int | None = 64) -> list[BadImage]:
+    """List the image files under `path` that cannot be decoded, without raising.
+
+    Every file is fully decoded (at reduced scale for large JPEGs, which still reads the whole stream,
+    so truncation is caught).
+
+    Args:
+        path: a folder (its image files, by suffix) or a list of files.
+        recurse: look into sub-folders too (folders only).
+        target_size: decode size hint, see `open_image`; None decodes at full size.
+
+    Returns:
+        `BadImage(path, reason)` tuples, sorted by path; empty when all files are readable.
+
+    Example:
+        >>> for bad in verify_images('data/dogs/train'): print(bad.path, bad.reason)
+    """
+    if isinstance(path, (str, os.PathLike)):
+        files = image_files(path, recurse=recurse)
+    else:
+        files = [Path(p) for p in path]
+    bad = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        for f in files:
+            try:
+                open_image(f, target_size=target_size)
+            except ImageError as e:
+                bad.append(BadImage(f, str(e)))
+    return sorted(bad)

@@ -1,0 +1,115 @@
+"""DeviceDataLoader: uint8 batches from worker processes -> device -> float, normalized per batch there."""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..core import default_device
+from .datasets import collate_uint8
+
+__all__ = ['DeviceDataLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs']
+
+
+def default_num_workers() -> int:
+    """Worker processes for image loading: $LEARNER_NUM_WORKERS if set, else min(4, CPU count)."""
+    env = os.environ.get('LEARNER_NUM_WORKERS')
+    if env is not None:
+        return max(0, int(env))
+    return min(4, os.cpu_count() or 1)
+
+
+def get_cv_idxs(n: int, cv_idx: int = 0, val_pct: float = 0.2, seed: int = 42) -> np.ndarray:
+    """Validation indices: slice `cv_idx` (of size int(val_pct * n)) of a permutation of range(n) seeded by `seed`.
+
+    Deterministic and side-effect free (numpy's global random state is untouched); the same indices as
+    fastai 0.7 for the same arguments.
+
+    Example:
+        >>> val_idxs = get_cv_idxs(1000, val_pct=0.1)   # 100 indices, the same every run
+    """
+    n_val = int(val_pct * n)
+    perm = np.random.RandomState(seed).permutation(n)
+    return perm[cv_idx * n_val:(cv_idx + 1) * n_val]
+
+
+def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.device,
+                drop_single: bool = False) -> 'DeviceDataLoader':
+    """A DeviceDataLoader over `ds`; with `drop_single` the last batch is dropped only if it would hold 1 item."""
+    drop_last = drop_single and len(ds) % bs == 1 and len(ds) > 1
+    dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
+                    collate_fn=collate_uint8, persistent_workers=num_workers > 0,
+                    pin_memory=torch.device(device).type == 'cuda')
+    return DeviceDataLoader(dl, device)
+
+
+class DeviceDataLoader:
+    """Iterates `(x, y)` with x float32 (B, C, H, W) normalized on `device` and y on `device`.
+
+    The wrapped DataLoader yields uint8 batches; each is moved with one `.to(device)`, converted to float
+    and normalized there ((x/255 - mean)/std folded into one subtract and one multiply). Batches that are
+    not uint8 (a user's dataset giving floats) are passed through unnormalized.
+
+    Args:
+        dl: a torch DataLoader yielding (uint8 (B, C, H, W), labels).
+        device: where batches go (default: `default_device()`); settable.
+        stats: (mean, std) in 0..1 units; default: the dataset's `tfms.stats`, else (0, 1).
+    """
+
+    def __init__(self, dl: DataLoader, device: torch.device | str | None = None, stats=None):
+        self.dl = dl
+        if stats is None:
+            tfms = getattr(dl.dataset, 'tfms', None)
+            stats = getattr(tfms, 'stats', None) or (np.zeros(3), np.ones(3))
+        self.mean = np.asarray(stats[0], dtype=np.float64).reshape(-1)
+        self.std = np.asarray(stats[1], dtype=np.float64).reshape(-1)
+        self._norm = None
+        self.device = device if device is not None else default_device()
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @device.setter
+    def device(self, device) -> None:
+        self._device = torch.device(device)
+        self._norm = None
+        self.dl.pin_memory = self._device.type == 'cuda'
+
+    @property
+    def dataset(self):
+        return self.dl.dataset
+
+    @property
+    def batch_size(self) -> int:
+        return self.dl.batch_size
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def _norm_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._norm is None:
+            # x_norm = (x/255 - mean)/std = (x - 255*mean) * (1/(255*std)); shapes (1, C, 1, 1)
+            shift = torch.tensor(self.mean * 255, dtype=torch.float32).view(1, -1, 1, 1).to(self._device)
+            scale = torch.tensor(1 / (self.std * 255), dtype=torch.float32).view(1, -1, 1, 1).to(self._device)
+            self._norm = (shift, scale)
+        return self._norm
+
+    def normalize(self, xb: torch.Tensor) -> torch.Tensor:
+        """A uint8 (B, C, H, W) batch -> float32 normalized on the device (other dtypes: moved only)."""
+        xb = xb.to(self._device, non_blocking=True)
+        if xb.dtype != torch.uint8:
+            return xb
+        shift, scale = self._norm_tensors()
+        return xb.to(torch.float32).sub_(shift).mul_(scale)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb in self.dl:
+            yield self.normalize(xb), yb.to(self._device, non_blocking=True)
+
+    def __repr__(self) -> str:
+        return (f'DeviceDataLoader(n_items={len(self.dataset)}, bs={self.batch_size}, device={self._device}, '
+                f'num_workers={self.dl.num_workers})')
