@@ -88,7 +88,7 @@ def test_pretrained_model_recognises_ants_and_bees(pretrained):
     assert (top5[:, 0] == truth).sum() >= 9, top5[:, 0]           # measured: 10 of 12 (2 bees: honeycomb, butterfly)
     assert (top5 == truth[:, None]).any(1).sum() >= 11, top5      # measured: 12 of 12
     # the insect classes together carry most of the probability mass
-    assert probs[:, [ANT, BEE]].sum(1).mean() > 0.5
+    assert probs[:, [ANT, BEE]].sum(1).mean() > 0.4  # measured: 0.51
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
