@@ -100,7 +100,7 @@ def _cache_folders(learn):
 def test_precompute_cache_is_reused_then_rebuilt_when_a_file_or_the_size_changes(shapes, tmp_path):
     import shutil
     path = tmp_path / 'copy'
-    shutil.copytree(shapes, path)
+    shutil.copytree(shapes, path, ignore=shutil.ignore_patterns('tmp'))
     learn = ConvLearner.pretrained(ARCH, get_data(path), precompute=True, progress=False)
     first = _cache_folders(learn)
     assert len(first) == 1
