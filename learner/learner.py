@@ -358,6 +358,7 @@ class Learner:
         self.opt.zero_grad(set_to_none=True)
         self._event('after_batch')
 
+    @torch.no_grad()
     def _decay_weights(self) -> None:
         """Decoupled weight decay `w <- w * (1 - lr * wd)` for parameters that have a gradient this step."""
         for g in self.opt.param_groups:

@@ -15,14 +15,15 @@ __all__ = ['EVENTS', 'Callback', 'CancelFit', 'CancelValidate', 'CancelBatch',
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_loss', 'before_step', 'after_batch',
           'after_train', 'before_validate', 'after_validate', 'after_epoch', 'after_fit')
 
-# Lower runs first at every event. Schedules set lr/momentum before anything reads them; the recorder reads
-# them after; tracking (SaveBest, EarlyStopping) reads `learn.log`, filled by the core before after_epoch;
-# the progress bar prints last so it shows what the others decided.
+# Lower runs first at every event. The recorder and the progress display come first, so a callback that cancels
+# at after_batch/after_epoch (EarlyStopping, a user's CancelFit) can never hide that batch or epoch from them;
+# schedules set lr/momentum at before_batch; tracking (SaveBest, EarlyStopping) reads `learn.log`, which the core
+# fills before after_epoch.
+ORDER_RECORDER = -20
+ORDER_PROGRESS = -10
 ORDER_SCHEDULE = 10
 ORDER_DEFAULT = 20
-ORDER_RECORDER = 50
 ORDER_TRACKING = 60
-ORDER_PROGRESS = 80
 
 _EVENT_PREFIXES = ('before_', 'after_', 'on_')
 
