@@ -29,7 +29,8 @@ class _Data:
 def _learner(tmp_path, **kw):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    return Learner(_Data(tmp_path), model, progress=False, **kw)
+    kw.setdefault('progress', False)
+    return Learner(_Data(tmp_path), model, **kw)
 
 
 def test_pure_schedules_endpoints():
