@@ -681,11 +681,29 @@ class Learner:
     # ----------------------------------------------------------------------------- summary
     def summary(self, n_items: int = 2) -> str:
         """Print (and return) a table of the leaf layers: output shape, parameters, trainable or frozen, computed by
-        running `n_items` validation (or training) items through the model in eval mode."""
+        running `n_items` validation (or training) items through the model in eval mode (or, for a model that only
+        runs in training mode, through a copy of it in training mode, so no statistics change)."""
         loader = self.get_loader('valid') or self.get_loader('train')
         xb = next(iter(loader))[0][:n_items]
-        rows, hooks = [], []
         model = self.active_model
+        try:
+            rows = self._summary_rows(model, xb, train_mode=False)
+        except Exception:  # e.g. layers that set attributes only in training mode (fastai 0.7 course models)
+            rows = self._summary_rows(copy.deepcopy(model), xb, train_mode=True)
+        n_total = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        header = f'{"layer":28s} {"type":18s} {"output shape":22s} {"params":>10s} trainable'
+        lines = [header, '-' * len(header)]
+        lines += [f'{n[:28]:28s} {t[:18]:18s} {s[:22]:22s} {p:>10,d} {tr}' for n, t, s, p, tr in rows]
+        lines += ['-' * len(header), f'total params {n_total:,d}  trainable {n_train:,d}  frozen {n_total - n_train:,d}',
+                  f'layer groups {len(self._layer_groups)}, frozen groups {self.n_frozen}']
+        text = '\n'.join(lines)
+        print(text)
+        return text
+
+    @staticmethod
+    def _summary_rows(model: nn.Module, xb: torch.Tensor, train_mode: bool) -> list:
+        rows, hooks = [], []
         for name, module in model.named_modules():
             if list(module.children()) and not list(module.parameters(recurse=False)):
                 continue  # containers: their leaves are listed
@@ -698,7 +716,7 @@ class Learner:
                 rows.append((name or type(model).__name__, type(mod).__name__, str(shape), n_params, trainable))
             hooks.append(module.register_forward_hook(hook))
         was_training = model.training
-        model.eval()
+        model.train(train_mode)
         try:
             with torch.no_grad():
                 model(xb)
@@ -706,16 +724,7 @@ class Learner:
             for h in hooks:
                 h.remove()
             model.train(was_training)
-        n_total = sum(p.numel() for p in model.parameters())
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        header = f'{"layer":28s} {"type":18s} {"output shape":22s} {"params":>10s} trainable'
-        lines = [header, '-' * len(header)]
-        lines += [f'{n[:28]:28s} {t[:18]:18s} {s[:22]:22s} {p:>10,d} {tr}' for n, t, s, p, tr in rows]
-        lines += ['-' * len(header), f'total params {n_total:,d}  trainable {n_train:,d}  frozen {n_total - n_train:,d}',
-                  f'layer groups {len(self._layer_groups)}, frozen groups {self.n_frozen}']
-        text = '\n'.join(lines)
-        print(text)
-        return text
+        return rows
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(model={type(self.model).__name__}, layer_groups={len(self._layer_groups)})'

@@ -185,3 +185,33 @@ def test_constructor_validates_arguments(tmp_path):
     learn = _learner(tmp_path, precision='bf16')  # on CPU: fp32, one code path
     learn.fit(0.01, 1)
     assert learn.recorder.losses and all(np.isfinite(learn.recorder.losses))
+
+
+def test_learns_from_a_real_databunch(shapes, tmp_path, one_thread):
+    databunch = pytest.importorskip('learner.data.databunch')
+    trn, val = shapes
+    data = databunch.DataBunch.from_arrays(tmp_path, trn, val, bs=16)
+    learn = Learner.from_model_data(tiny_cnn(), data, metrics=[accuracy], progress=False)
+    valid_loss, acc = learn.fit_one_cycle(7, 0.1)
+    assert acc > 0.4, acc  # observed 0.63
+    log_preds, y = learn.predict_with_targs()
+    assert log_preds.shape == (150, 10) and np.array_equal(y, val[1])
+
+
+def test_summary_of_a_model_that_only_runs_in_training_mode(tmp_path, capsys):
+    class TrainOnlyNorm(torch.nn.Module):  # like the course's BnLayer: statistics exist only after a training pass
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.lin(x)
+            if self.training:
+                self.means = x.mean(0)
+            return x - self.means
+
+    from test_schedule import _Data
+    learn = Learner(_Data(tmp_path), TrainOnlyNorm(), progress=False)
+    text = learn.summary()
+    assert 'lin' in text and '(2, 2)' in text
+    assert not hasattr(learn.model, 'means')  # the original model did not run in training mode
