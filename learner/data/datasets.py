@@ -146,6 +146,9 @@ class FilesDataset(BaseDataset):
 class ArrayDataset(BaseDataset):
     """In-memory uint8 (N, H, W, 3) images; no PIL: transforms run on uint8 tensors, batched when possible.
 
+    (Batched transforms keep torch's intra-op threads: unlike per-item work on one small image, a whole
+    batch is large enough to gain from them.)
+
     With a vectorised pipeline (e.g. the CIFAR recipe: pad, flip, random crop) the DataLoader fetches a
     whole batch through `__getitems__` and transforms it in a few tensor operations.
     """
@@ -167,8 +170,7 @@ class ArrayDataset(BaseDataset):
 
     def __getitems__(self, idxs: Sequence[int]):
         idx = torch.as_tensor(idxs, dtype=torch.long)
-        with _one_thread():
-            return _Batch((self.tfms.batch(self.x[idx]), self._yt[idx]))
+        return _Batch((self.tfms.batch(self.x.index_select(0, idx)), self._yt.index_select(0, idx)))
 
     def fingerprint(self) -> str:
         """sha256 of the image bytes and the labels."""

@@ -92,10 +92,10 @@ class DeviceDataLoader:
 
     def _norm_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._norm is None:
-            # x_norm = (x/255 - mean)/std = (x - 255*mean) * (1/(255*std)); shapes (1, C, 1, 1)
-            shift = torch.tensor(self.mean * 255, dtype=torch.float32).view(1, -1, 1, 1).to(self._device)
+            # x_norm = (x/255 - mean)/std = x * (1/(255*std)) + (-mean/std); shapes (1, C, 1, 1)
             scale = torch.tensor(1 / (self.std * 255), dtype=torch.float32).view(1, -1, 1, 1).to(self._device)
-            self._norm = (shift, scale)
+            bias = torch.tensor(-self.mean / self.std, dtype=torch.float32).view(1, -1, 1, 1).to(self._device)
+            self._norm = (scale, bias)
         return self._norm
 
     def normalize(self, xb: torch.Tensor) -> torch.Tensor:
@@ -103,8 +103,8 @@ class DeviceDataLoader:
         xb = xb.to(self._device, non_blocking=True)
         if xb.dtype != torch.uint8:
             return xb
-        shift, scale = self._norm_tensors()
-        return xb.to(torch.float32).sub_(shift).mul_(scale)
+        scale, bias = self._norm_tensors()
+        return (xb * scale).add_(bias)   # uint8 * float32 promotes: convert and scale in one pass
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for xb, yb in self.dl:

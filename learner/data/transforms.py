@@ -120,20 +120,25 @@ class AddPadding(Transform):
     batch = __call__
 
     def _axis(self, n: int) -> torch.Tensor:
-        """Source index of each padded position along an axis of length n."""
-        i = torch.arange(-self.pad, n + self.pad)
-        if self.mode == 'edge':
-            return i.clamp(0, n - 1)
-        if self.mode == 'symmetric':
-            i = torch.where(i < 0, -i - 1, i)
-            return torch.where(i >= n, 2 * n - 1 - i, i)
-        i = i.abs()                                   # reflect: mirror without repeating the edge pixel
-        return torch.where(i >= n, 2 * (n - 1) - i, i)
+        """Source index of each padded position along an axis of length n (cached per n)."""
+        cache = self.__dict__.setdefault('_axis_cache', {})
+        if n not in cache:
+            i = torch.arange(-self.pad, n + self.pad)
+            if self.mode == 'edge':
+                i = i.clamp(0, n - 1)
+            elif self.mode == 'symmetric':
+                i = torch.where(i < 0, -i - 1, i)
+                i = torch.where(i >= n, 2 * n - 1 - i, i)
+            else:                                         # reflect: mirror without repeating the edge pixel
+                i = i.abs()
+                i = torch.where(i >= n, 2 * (n - 1) - i, i)
+            cache[n] = i
+        return cache[n]
 
     def index_map(self, rows, cols):
         if self.mode == 'constant' or self.pad >= min(rows.shape[1], cols.shape[1]):
             return None
-        return rows[:, self._axis(rows.shape[1])], cols[:, self._axis(cols.shape[1])]
+        return rows.index_select(1, self._axis(rows.shape[1])), cols.index_select(1, self._axis(cols.shape[1]))
 
 
 class RandomCrop(Transform):
@@ -368,9 +373,6 @@ transforms_top_down = transforms_basic + [RandomDihedral()]
 def _gather(xb: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """out[b, c, i, j] = xb[b, c, rows[b, i], cols[b, j]]: (B, C, H, W) -> (B, C, h, w) in one gather."""
     n, c, h, w = xb.shape
-    if rows.shape[1] == h and cols.shape[1] == w and bool((rows == torch.arange(h)).all()) \
-            and bool((cols == torch.arange(w)).all()):
-        return xb
     idx = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, -1)        # (B, 1, h*w)
     out = torch.gather(xb.reshape(n, c, h * w), 2, idx.expand(n, c, idx.shape[2]))
     return out.view(n, c, rows.shape[1], cols.shape[1])
@@ -425,7 +427,8 @@ class Transforms:
                 rows, cols = mapped
                 j += 1
             if j > i:
-                xb, i = _gather(xb, rows, cols), j
+                identity = all(isinstance(t, (Scale, NoCrop)) for t in self.tfms[i:j])   # mapped to themselves
+                xb, i = (xb if identity else _gather(xb, rows, cols)), j
             else:
                 xb, i = self.tfms[i].batch(xb), i + 1
         return xb
