@@ -11,10 +11,8 @@ import contextlib
 import copy
 import math
 import os
-import pickle
 import random
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -35,6 +33,7 @@ from .callbacks.schedule import CLRBeta, ConstantLR, OneCycle, SGDR, sgdr_cycle_
 from .callbacks.tracking import CycleSnapshot, SaveBest
 from .core import default_device, to_numpy
 from .layer_groups import NORM_TYPES, build_param_groups, per_group_values, set_frozen
+from .persistence import atomic_torch_save, safe_torch_load
 
 __all__ = ['Learner', 'NonFiniteLossError']
 
@@ -636,22 +635,10 @@ class Learner:
         """Save the weights (and optimizer state) to `path/model_dir/name.pth`, atomically (temp file, fsync,
         rename), so a crash never leaves a half-written checkpoint. Returns the file."""
         file = self._model_file(name)
-        file.parent.mkdir(parents=True, exist_ok=True)
         state = {'model': self.model.state_dict()}
         if with_opt and self.opt is not None:
             state['opt'] = self.opt.state_dict()
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f'.{file.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return file
+        return atomic_torch_save(state, file)
 
     def load(self, name: Union[str, Path], with_opt: bool = True) -> 'Learner':
         """Load weights (and optimizer state if saved) from `path/model_dir/name.pth` with `weights_only=True`:
@@ -659,12 +646,7 @@ class Learner:
         file = self._model_file(name)
         if not file.exists():
             raise FileNotFoundError(f'no checkpoint {file}: save one with learn.save({str(name)!r}) first')
-        try:
-            state = torch.load(file, map_location=self.device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as e:
-            raise ValueError(f'{file} is not a plain weights checkpoint and was not loaded (it would need to run code '
-                             f'when unpickled): {str(e).splitlines()[0]}. Load only checkpoints you trust, '
-                             'saved by learn.save') from e
+        state = safe_torch_load(file, map_location=self.device)  # UnsafeCheckpointError (a ValueError) for code
         if not isinstance(state, dict):
             raise ValueError(f'{file} holds a {type(state).__name__}, expected a dict of weights')
         weights = state['model'] if 'model' in state else state  # also a bare state_dict
