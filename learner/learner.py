@@ -598,19 +598,33 @@ class Learner:
     def predict_image(self, img: Any) -> Tuple[Any, np.ndarray]:
         """`(class, probabilities)` for one image: a path, a PIL image or an HxWx3 uint8 array.
 
-        The image is resized (shorter side to `data.sz`), centre-cropped to `sz` x `sz` and normalised with
-        `data.stats` (the validation transforms of a plain DataBunch); augmenting transforms are not applied.
+        With a DataBunch the validation pipeline of `data.val_ds.tfms` and its normalisation stats are applied;
+        otherwise the image is resized (shorter side to `data.sz`), centre-cropped and normalised with `data.stats`.
         """
         from PIL import Image
         if isinstance(img, (str, os.PathLike)):
             try:
                 from .data.images import open_image
-                img = Image.fromarray(open_image(img))
+                arr = open_image(img)
             except ImportError:
-                img = Image.open(img).convert('RGB')
-        elif isinstance(img, np.ndarray):
-            img = Image.fromarray(img)
-        img = img.convert('RGB')
+                arr = np.asarray(Image.open(img).convert('RGB'))
+        else:
+            arr = np.asarray(img.convert('RGB') if isinstance(img, Image.Image) else img, dtype=np.uint8)
+        tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
+        if callable(tfms) and hasattr(tfms, 'stats'):
+            x = tfms(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))  # uint8 (3, sz, sz)
+            mean, std = (torch.as_tensor(np.asarray(v, dtype=np.float32))[:, None, None] for v in tfms.stats)
+            x = ((x.float() / 255 - mean) / std)[None]
+        else:
+            x = self._resize_normalise(Image.fromarray(arr))
+        probs = np.exp(self.predict_array(x)[0])
+        classes = getattr(self.data, 'classes', None)
+        idx = int(np.argmax(probs))
+        return (classes[idx] if classes is not None else idx), probs
+
+    def _resize_normalise(self, img) -> np.ndarray:
+        """PIL image -> (1, 3, sz, sz) normalised float array: shorter side to sz, centre crop, `data.stats`."""
+        from PIL import Image
         sz = int(getattr(self.data, 'sz', None) or min(img.size))
         scale = sz / min(img.size)
         img = img.resize((max(sz, round(img.width * scale)), max(sz, round(img.height * scale))), Image.BILINEAR)
@@ -618,11 +632,7 @@ class Learner:
         arr = np.asarray(img.crop((left, top, left + sz, top + sz)), dtype=np.float32) / 255  # (sz, sz, 3)
         mean, std = getattr(self.data, 'stats', (np.zeros(3), np.ones(3)))
         arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-        log_probs = self.predict_array(arr.transpose(2, 0, 1)[None])[0]
-        probs = np.exp(log_probs)
-        classes = getattr(self.data, 'classes', None)
-        idx = int(np.argmax(probs))
-        return (classes[idx] if classes is not None else idx), probs
+        return arr.transpose(2, 0, 1)[None]
 
     # ----------------------------------------------------------------------------- persistence
     def _model_file(self, name: Union[str, Path]) -> Path:

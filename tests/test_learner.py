@@ -215,3 +215,12 @@ def test_summary_of_a_model_that_only_runs_in_training_mode(tmp_path, capsys):
     text = learn.summary()
     assert 'lin' in text and '(2, 2)' in text
     assert not hasattr(learn.model, 'means')  # the original model did not run in training mode
+
+
+def test_predict_image_with_a_databunch_pipeline(shapes, tmp_path):
+    databunch = pytest.importorskip('learner.data.databunch')
+    trn, val = shapes
+    data = databunch.DataBunch.from_arrays(tmp_path, (trn[0][:32], trn[1][:32]), (val[0][:16], val[1][:16]), bs=16)
+    learn = Learner.from_model_data(tiny_cnn(), data, progress=False)
+    cls, probs = learn.predict_image(val[0][5])
+    assert np.allclose(probs, np.exp(learn.predict()[5]), atol=1e-5) and probs.shape == (10,)
