@@ -106,7 +106,8 @@ class DataBunch:
         self._loaders: dict = {}
         self.trn_dl = make_loader(trn_ds, self.bs, True, self.num_workers, self._device, drop_single=True)
         self.val_dl = make_loader(val_ds, self.bs, False, self.num_workers, self._device)
-        self.test_dl = make_loader(test_ds, self.bs, False, self.num_workers, self._device) if test_ds else None
+        self.test_dl = (make_loader(test_ds, self.bs, False, self.num_workers, self._device)
+                        if test_ds is not None else None)
 
     # --- what the datasets say -------------------------------------------------------------------
     classes = property(lambda self: self.trn_ds.classes)

@@ -511,6 +511,8 @@ def _stats_of(arch) -> tuple:
         # Not a registered backbone (e.g. a user's own nn.Module class): torchvision-style ImageNet stats.
         name = getattr(arch, '__name__', str(arch))
         return inception_stats if name in ('inception_4', 'inceptionresnet_2') else imagenet_stats
+    if getattr(spec, 'stats', None) is None:
+        return imagenet_stats
     mean, std = spec.stats
     return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
