@@ -174,6 +174,10 @@ def test_denorm_inverts_normalization():
     back = tfms.denorm(torch.from_numpy(np.moveaxis(normed, -1, 1)).float())
     assert back.shape == (2, 4, 4, 3) and np.allclose(back, img, atol=1e-5)
     assert tfms.denorm(np.moveaxis(normed, -1, 1)[0]).shape == (1, 4, 4, 3)
+    u8 = (img[0] * 255).round().astype(np.uint8)                     # (H, W, 3) as open_image gives
+    x = tfms(u8)
+    assert x.shape == (3, 4, 4) and x.dtype == torch.uint8
+    assert np.allclose(tfms.denorm(tfms.normalize(x))[0], u8 / 255, atol=1e-5)
 
 
 def test_tfms_from_model_stats():

@@ -403,10 +403,23 @@ class Transforms:
     def batchable(self) -> bool:
         return all(t.batchable for t in self.tfms)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x) -> torch.Tensor:
+        """The pipeline on one image: a uint8 (C, H, W) tensor, or an (H, W, 3) uint8 array from `open_image`."""
+        if isinstance(x, np.ndarray):
+            x = image_to_tensor(x)
         for t in self.tfms:
             x = t(x)
         return x
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (C, H, W) or (B, C, H, W) -> float32 normalized with `stats` (what the loaders do per batch).
+
+        Example:
+            >>> x = val_tfms.normalize(val_tfms(open_image('cat.jpg')))[None]   # (1, 3, sz, sz) model input
+        """
+        mean, std = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in self.stats)
+        shape = (-1, 1, 1)
+        return (x.float() / 255 - mean.view(shape)) / std.view(shape)
 
     def batch(self, xb: torch.Tensor) -> torch.Tensor:
         """The pipeline on a (B, C, H, W) uint8 batch: vectorised when every step is, else item by item.
