@@ -26,17 +26,19 @@ def _valid_name(data_dir: Path) -> str:
 
 
 def _pick_lr(suggestions, fallback: float = 1e-2) -> float:
-    """A learning rate from lr_find's suggestions (min-loss/10, else steepest), kept inside [1e-4, 1e-1]."""
-    values = []
+    """A learning rate from lr_find's suggestions (min-loss/10, else steepest), kept inside [1e-3, 1e-1]
+    (a short or noisy sweep can suggest absurdly small values; the head of a pretrained net wants ~1e-2)."""
+    if hasattr(suggestions, '_asdict'):
+        suggestions = suggestions._asdict()
     if isinstance(suggestions, dict):
-        values = [suggestions.get(k) for k in ('min_loss_div10', 'lr_min', 'min_div10', 'steepest', 'lr_steep')]
+        values = [suggestions.get('min_div10'), suggestions.get('steep')]
     elif isinstance(suggestions, (tuple, list)):
         values = list(suggestions)
-    elif hasattr(suggestions, '_asdict'):
-        values = list(suggestions._asdict().values())
+    else:
+        values = []
     values = [float(v) for v in values if v is not None and np.isfinite(float(v))]
     lr = values[0] if values else fallback
-    return float(min(max(lr, 1e-4), 1e-1))
+    return float(min(max(lr, 1e-3), 1e-1))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -61,7 +63,9 @@ def train(args: argparse.Namespace) -> dict:
     tfms = tfms_from_model(args.arch, args.size, aug_tfms=transforms_side_on, max_zoom=1.1)
     data = ImageClassifierData.from_paths(data_dir, tfms=tfms, bs=args.bs, val_name=_valid_name(data_dir),
                                           num_workers=args.workers)
-    learn = ConvLearner.pretrained(args.arch, data, pretrained=not args.no_pretrained, progress=not args.quiet)
+    # the frozen phase trains the head on cached body activations (fast); the unfrozen phase runs the whole model
+    learn = ConvLearner.pretrained(args.arch, data, pretrained=not args.no_pretrained, precompute=True,
+                                   progress=not args.quiet)
     learn.path = out
 
     print(f'data: {data_dir} ({len(data.trn_ds)} train, {len(data.val_ds)} valid, {data.c} classes)')
@@ -73,6 +77,7 @@ def train(args: argparse.Namespace) -> dict:
     learn.fit_one_cycle(args.epochs, max_lr=lr)
     frozen_acc = _accuracy(learn, accuracy_np)
     if args.unfrozen_epochs:
+        learn.precompute = False
         learn.unfreeze()
         learn.fit_one_cycle(args.unfrozen_epochs, max_lr=slice(lr / 100, lr / 10))
     plain_acc = _accuracy(learn, accuracy_np)

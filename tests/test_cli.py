@@ -14,7 +14,7 @@ def test_train_then_predict_on_the_embedded_data(tmp_path):
         pytest.fail(f'the embedded data set is missing from {default_data_dir()}')
     out = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'learner', 'train', '--size', '32', '--epochs', '1', '--unfrozen-epochs', '1',
-           '--lr-find-iters', '10', '--tta', '1', '--workers', '0', '--quiet', '--out', str(out)]
+           '--lr-find-iters', '20', '--lr', '3e-2', '--tta', '1', '--workers', '0', '--quiet', '--out', str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert 'TTA accuracy' in done.stdout
