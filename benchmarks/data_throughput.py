@@ -130,7 +130,11 @@ def main() -> None:
     p.add_argument('--n-arrays', type=int, default=10000)
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--threads', type=int, default=None, help='torch intra-op threads in the main process '
+                   '(default: torch default); 1 gives steadier figures on a busy machine')
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; workers={a.workers}')
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
