@@ -79,7 +79,8 @@ def train(args: argparse.Namespace) -> dict:
     if args.unfrozen_epochs:
         learn.precompute = False
         learn.unfreeze()
-        learn.fit_one_cycle(args.unfrozen_epochs, max_lr=slice(lr / 100, lr / 10))
+        # the pretrained body wants far smaller steps than the new head did (measured: lr/10 on the head undoes it)
+        learn.fit_one_cycle(args.unfrozen_epochs, max_lr=slice(lr / 1000, lr / 100))
     plain_acc = _accuracy(learn, accuracy_np)
     log_preds, y = learn.TTA(n_aug=args.tta)
     tta_acc = accuracy_np(np.mean(np.exp(log_preds), 0), y)
