@@ -1,30 +1,24 @@
 """Test-time augmentation: predictions on the plain images plus passes with the training transforms."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ['tta_log_preds', 'tta_probs', 'collect_log_preds']
 
 
-def _log_probs(output: torch.Tensor, is_multi: bool) -> torch.Tensor:
-    """Model outputs -> log-probabilities (log_softmax is idempotent, so log-softmax outputs pass unchanged)."""
-    output = output.float()
-    return F.logsigmoid(output) if is_multi else F.log_softmax(output, dim=-1)
-
-
-def collect_log_preds(model: torch.nn.Module, loader: Any, is_multi: bool) -> tuple:
-    """Run `model` in eval mode over `loader` -> `(log_preds (N, C), y)` numpy, in loader order."""
+def collect_log_preds(model: torch.nn.Module, loader: Any, log_probs: Callable[[torch.Tensor], torch.Tensor]) -> tuple:
+    """Run `model` in eval mode over `loader` -> `(log_preds (N, C), y)` numpy, in loader order; `log_probs` turns
+    outputs into log-probabilities (the learner's own conversion, so TTA and predict agree)."""
     was_training = model.training
     model.eval()
     outputs, targets = [], []
     try:
         with torch.no_grad():
             for xb, yb in loader:
-                outputs.append(_log_probs(model(xb), is_multi).cpu())
+                outputs.append(log_probs(model(xb)).cpu())
                 targets.append(yb.cpu())
     finally:
         model.train(was_training)
@@ -43,12 +37,11 @@ def tta_log_preds(learn: Any, n_aug: int = 4, is_test: bool = False) -> tuple:
     data = learn.data
     if is_test and data.test_dl is None:
         raise ValueError('TTA(is_test=True) needs a test set: build the DataBunch with test_name=...')
-    is_multi = bool(getattr(data, 'is_multi', False))
-    plain, y = collect_log_preds(learn.model, data.loader(split), is_multi)
+    plain, y = collect_log_preds(learn.model, data.loader(split), learn._log_probs)
     passes = [plain]
     augmented = data.loader(split, augment=True)
     for _ in range(n_aug):
-        passes.append(collect_log_preds(learn.model, augmented, is_multi)[0])
+        passes.append(collect_log_preds(learn.model, augmented, learn._log_probs)[0])
     return np.stack(passes), y
 
 
