@@ -79,7 +79,26 @@ def _read_label_csv(csv_path: Path, skip_header: bool) -> list[tuple[int, str, s
             rows.append((line_no, row[0].strip(), label))
     if not rows:
         raise ValueError(f'{csv_path} has no data rows (expected "id,label" lines)')
+    first_line = {}
+    for line_no, ident, _ in rows:
+        if ident in first_line:  # the same image twice would sit in both splits, perhaps with two labels
+            raise ValueError(f'{csv_path} lines {first_line[ident]} and {line_no} both name id {ident!r}; each image '
+                             f'must appear once (merge its labels into one row, separated by spaces)')
+        first_line[ident] = line_no
     return rows
+
+
+def _check_labels_seen_in_training(y: np.ndarray, is_val: np.ndarray, classes: list, rows: list, csv_path: Path) -> None:
+    """A class that only validation rows carry can never be learnt: refuse it, naming the class and a line."""
+    counts = y[~is_val].sum(0) if y.ndim == 2 else np.bincount(y[~is_val], minlength=len(classes))
+    unseen = [i for i in range(len(classes)) if counts[i] == 0]
+    if not unseen:
+        return
+    hits = y[:, unseen].any(1) if y.ndim == 2 else np.isin(y, unseen)
+    first = rows[int(np.nonzero(hits & is_val)[0][0])][0]
+    raise ValueError(f'{csv_path}: label(s) {[classes[i] for i in unseen]} appear only in validation rows (first at '
+                     f'line {first}); the model cannot learn them: move some of those rows to training (val_idxs) '
+                     f'or remove them')
 
 
 class DataBunch:
@@ -280,6 +299,8 @@ class DataBunch:
                              f'{val_idxs.min()}..{val_idxs.max()}')
         is_val = np.zeros(n, dtype=bool)
         is_val[val_idxs] = True
+        if not continuous:
+            _check_labels_seen_in_training(y, is_val, classes, rows, csv_path)
         trn_idx = np.nonzero(~is_val)[0]
         test = None
         if test_name:
