@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
 from pathlib import Path
@@ -106,9 +107,15 @@ def test_bad_file_named_or_skipped(tmp_path):
                 Image.new('RGB', (10, 10), (i * 40, 0, 0)).save(tmp_path / split / cls / f'{i}.png')
     (tmp_path / 'train' / 'b' / 'broken.jpg').write_bytes(b'not a jpeg')
     tfms = tfms_from_stats(imagenet_stats, 8)
-    data = DataBunch.from_paths(tmp_path, bs=8, tfms=tfms, num_workers=0)
-    with pytest.raises(ImageError, match='broken.jpg'):
+    with pytest.raises(ImageError, match='broken.jpg'):  # refused up front by the header check, not mid-epoch
+        DataBunch.from_paths(tmp_path, bs=8, tfms=tfms, num_workers=0)
+    truncated = tmp_path / 'train' / 'b' / 'broken.jpg'
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO(); Image.fromarray(noise).save(buf, 'JPEG'); truncated.write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    data = DataBunch.from_paths(tmp_path, bs=8, tfms=tfms, num_workers=0)  # its header is fine...
+    with pytest.raises(ImageError, match='broken.jpg'):                    # ...its pixels are not
         list(data.val_dl), list(data.trn_dl)
+    truncated.write_bytes(b'not a jpeg')
     with pytest.warns(UserWarning, match='broken.jpg'):
         data = DataBunch.from_paths(tmp_path, bs=8, tfms=tfms, num_workers=0, skip_bad=True)
     assert len(data.trn_ds) == 6 and sum(len(x) for x, _ in data.trn_dl) == 6

@@ -63,11 +63,15 @@ def test_unreadable_file_is_an_error_naming_it_or_skipped_with_a_warning(case, t
     with pytest.raises(ImageError, match='bad.jpg'):
         open_image(bad)
     assert [b.path for b in verify_images(tree)] == [bad]
+    if case != 'truncated JPEG':  # header faults are refused before the first epoch, naming the file
+        with pytest.raises(ImageError, match=r'(?s)1 unreadable image.*bad\.jpg.*skip_bad=True'):
+            ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0)
     with pytest.warns(UserWarning, match='bad.jpg'):
         data = ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0, skip_bad=True)
     assert len(data.trn_ds) == 6 and bad not in list(data.trn_ds.fnames)
     assert sum(len(x) for x, _ in data.trn_dl) >= 5  # a whole epoch runs
-    record(case, 'error / skipped', f'open_image raises ImageError naming the file; skip_bad=True warns and drops it')
+    when = 'when its batch is read' if case == 'truncated JPEG' else 'when the DataBunch is built'
+    record(case, 'error / skipped', f'ImageError naming the file {when}; skip_bad=True warns and drops it')
 
 
 # ------------------------------------------------------------------------------------- odd but valid files

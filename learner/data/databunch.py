@@ -14,7 +14,7 @@ import torch
 
 from ..core import default_device
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
-from .images import image_files, verify_images
+from .images import ImageError, check_headers, image_files, verify_images
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
 from .transforms import Transforms
 
@@ -51,6 +51,16 @@ def _folder_source(folder: Path, classes: Sequence[str] | None = None) -> tuple[
         files += found
         labels += [list(classes).index(d.name)] * len(found)
     return files, np.array(labels, dtype=np.int64), list(classes)
+
+
+def _refuse_bad_headers(files: list[Path]) -> None:
+    """Fail before the first epoch, listing every file whose header cannot be read, rather than mid-epoch."""
+    bad = check_headers(files)
+    if bad:
+        shown = '\n'.join(f'  {b.reason}' for b in bad[:20])
+        more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
+        raise ImageError(f'{len(bad)} unreadable image file(s):\n{shown}{more}\nremove them, or pass skip_bad=True '
+                         f'to leave them out with a warning')
 
 
 def _drop_bad(files: list[Path], labels: np.ndarray, what: str) -> tuple[list[Path], np.ndarray]:
@@ -351,6 +361,8 @@ class DataBunch:
         splits = {'training': trn, 'validation': val, 'test': test}
         if skip_bad:
             splits = {k: None if v is None else _drop_bad(v[0], v[1], k) for k, v in splits.items()}
+        else:
+            _refuse_bad_headers([f for v in splits.values() if v is not None for f in v[0]])
         kw = dict(classes=classes, is_multi=is_multi, is_reg=is_reg)
         trn_ds = FilesDataset(*splits['training'], tfms=trn_tfms, **kw)
         val_ds = FilesDataset(*splits['validation'], tfms=val_tfms, **kw)

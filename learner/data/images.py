@@ -9,7 +9,7 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ['ImageError', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'verify_images', 'image_files']
+__all__ = ['ImageError', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'verify_images', 'check_headers', 'image_files']
 
 PathLike = Union[str, os.PathLike]
 
@@ -99,6 +99,31 @@ def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ImageError(f'{path}: decoded to shape {arr.shape} {arr.dtype}, expected (H, W, 3) uint8')
     return arr
+
+
+def check_headers(files: Sequence[PathLike]) -> list[BadImage]:
+    """The files whose header Pillow cannot read (empty, not an image, a decompression bomb), without decoding.
+
+    Cheap (tens of microseconds a file), so a DataBunch runs it by default and refuses bad files before the first
+    epoch; truncated pixel data is only found by a full decode (`verify_images`).
+    """
+    bad = []
+    limit = Image.MAX_IMAGE_PIXELS
+    for f in map(Path, files):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                with Image.open(f) as img:
+                    width, height = img.size
+            if limit and width * height > 2 * limit:
+                bad.append(BadImage(f, f'{f}: {width}x{height} pixels, refused as a possible decompression bomb '
+                                       f'(raise PIL.Image.MAX_IMAGE_PIXELS if it is trusted)'))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            size = f.stat().st_size if f.exists() else -1
+            what = 'no such file' if size < 0 else 'an empty file (0 bytes)' if size == 0 else \
+                f'not an image Pillow can read ({type(e).__name__})'
+            bad.append(BadImage(f, f'{f}: {what}'))
+    return sorted(bad)
 
 
 def verify_images(path: PathLike | Sequence[PathLike], recurse: bool = True,
