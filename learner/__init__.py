@@ -17,6 +17,7 @@ from .data import (
     verify_images,
     image_files,
     ImageError,
+    BadImageWarning,
     Transforms,
     CropType,
     Scale,
@@ -185,7 +186,7 @@ __version__ = '0.1.0'
 
 __all__ = [
     # data
-    'open_image', 'verify_images', 'image_files', 'ImageError', 'Transforms', 'CropType', 'Scale',
+    'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImageWarning', 'Transforms', 'CropType', 'Scale',
     'RandomScale', 'RandomZoom', 'RandomStretch', 'AddPadding', 'RandomCrop', 'CenterCrop', 'NoCrop',
     'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomBlur', 'Cutout',
     'transforms_basic', 'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats',

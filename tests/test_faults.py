@@ -1,8 +1,8 @@
 """Fault injection through the public API: each bad input has one documented outcome.
 
-Outcomes: `loaded` (read correctly), `skipped` (left out with a warning naming the file, `skip_bad=True`) or
-`error` (a clear exception naming the file, row or argument). Never a hang, never a crash mid-epoch when the
-bad files were checked up front. `pytest -s tests/test_faults.py` prints the table of cases and outcomes.
+Outcomes: `loaded` (read correctly), `skipped` (left out with a warning naming the file, `skip_bad=True`),
+`warned` (the epoch goes on; a `BadImageWarning` names the file) or `error` (a clear exception naming the file, row
+or argument, raised before any training). Never a hang, never a crash mid-epoch by default. `pytest -s tests/test_faults.py` prints the table of cases and outcomes.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from learner import (ImageClassifierData, ImageError, Learner, NonFiniteLossError, imagenet_stats, open_image,
+from learner import (BadImageWarning, ImageClassifierData, ImageError, Learner, NonFiniteLossError, imagenet_stats, open_image,
                      tfms_from_stats, verify_images)
 
 OUTCOMES: list = []
@@ -43,8 +43,17 @@ def _png_bytes() -> bytes:
 
 
 # ------------------------------------------------------------------------------------- unreadable files
+def _noise_jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, 'JPEG')
+    return buf.getvalue()
+
+
+TRUNCATED = ('JPEG truncated before its pixel data', 'JPEG truncated in its pixel data')
 UNREADABLE = {
-    'truncated JPEG': lambda p: p.write_bytes(_jpeg_bytes()[:300]),
+    'JPEG truncated before its pixel data': lambda p: p.write_bytes(_jpeg_bytes()[:_jpeg_bytes().index(b'\xff\xda')]),
+    'JPEG truncated in its header': lambda p: p.write_bytes(_jpeg_bytes()[:300]),
+    'JPEG truncated in its pixel data': lambda p: p.write_bytes(_noise_jpeg_bytes()[:1500]),
     'zero-byte file': lambda p: p.write_bytes(b''),
     'text file named .jpg': lambda p: p.write_text('this is not an image'),
 }
@@ -63,15 +72,39 @@ def test_unreadable_file_is_an_error_naming_it_or_skipped_with_a_warning(case, t
     with pytest.raises(ImageError, match='bad.jpg'):
         open_image(bad)
     assert [b.path for b in verify_images(tree)] == [bad]
-    if case != 'truncated JPEG':  # header faults are refused before the first epoch, naming the file
+    if case in TRUNCATED:  # the header reads: found mid-epoch, which goes on with a warning naming the file
+        data = ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0)
+        with pytest.warns(BadImageWarning, match='bad.jpg') as caught:
+            assert sum(len(x) for x, _ in data.trn_dl) == 7  # the whole epoch, the bad file included
+        how = 'gray placeholder' if 'before' in case else 'read it partially'
+        assert how in str(caught[0].message)
+        outcome, detail = 'warned / skipped', f'epoch goes on: BadImageWarning naming the file ({how})'
+    else:  # header faults are refused before the first epoch, all named at once
         with pytest.raises(ImageError, match=r'(?s)1 unreadable image.*bad\.jpg.*skip_bad=True'):
             ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0)
+        outcome, detail = 'error / skipped', 'ImageError naming the file when the DataBunch is built'
     with pytest.warns(UserWarning, match='bad.jpg'):
         data = ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0, skip_bad=True)
     assert len(data.trn_ds) == 6 and bad not in list(data.trn_ds.fnames)
-    assert sum(len(x) for x, _ in data.trn_dl) >= 5  # a whole epoch runs
-    when = 'when its batch is read' if case == 'truncated JPEG' else 'when the DataBunch is built'
-    record(case, 'error / skipped', f'ImageError naming the file {when}; skip_bad=True warns and drops it')
+    assert sum(len(x) for x, _ in data.trn_dl) == 6  # a whole epoch runs
+    record(case, outcome, f'{detail}; skip_bad=True drops it with a warning')
+
+
+def test_file_deleted_during_training_does_not_end_the_epoch(tmp_path):
+    for split in ('train', 'valid'):
+        for cls in ('a', 'b'):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                _rgb(color=(90 * i, 0, 0)).save(tmp_path / split / cls / f'{i}.png')
+    data = ImageClassifierData.from_paths(tmp_path, tfms=TFMS, bs=2, num_workers=0)
+    gone = tmp_path / 'train' / 'b' / '1.png'
+    gone.unlink()
+    with pytest.warns(BadImageWarning, match=r'1\.png: no such file.*placeholder'):
+        assert sum(len(x) for x, _ in data.trn_dl) == 4
+    data.trn_ds.strict = True  # the opt-in: raise instead
+    with pytest.raises(ImageError, match='no such file'):
+        list(data.trn_dl)
+    record('file deleted during training', 'warned', 'gray placeholder, BadImageWarning naming the file; strict=True raises')
 
 
 # ------------------------------------------------------------------------------------- odd but valid files

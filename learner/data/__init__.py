@@ -2,7 +2,8 @@
 from .databunch import DataBunch, ImageClassifierData
 from .datasets import ArrayDataset, BaseDataset, FilesDataset, collate_uint8
 from .external import URLs, DownloadError, download_data, untar_data
-from .images import IMAGE_EXTENSIONS, BadImage, ImageError, image_files, open_image, verify_images
+from .images import (IMAGE_EXTENSIONS, BadImage, BadImageWarning, ImageError, check_headers, image_files, open_image,
+                     verify_images)
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
 from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
                          RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomScale, RandomStretch,
@@ -12,7 +13,8 @@ from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResi
 
 __all__ = [
     # images
-    'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImage', 'IMAGE_EXTENSIONS',
+    'open_image', 'verify_images', 'check_headers', 'image_files', 'ImageError', 'BadImageWarning', 'BadImage',
+    'IMAGE_EXTENSIONS',
     # transforms
     'Transform', 'Transforms', 'CropType', 'Scale', 'RandomScale', 'RandomZoom', 'RandomStretch', 'AddPadding',
     'RandomCrop', 'CenterCrop', 'NoCrop', 'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip',

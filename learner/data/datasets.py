@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import open_image
+from .images import BadImageWarning, open_image, open_image_or_placeholder
 from .transforms import Transforms, image_to_tensor
 
 __all__ = ['BaseDataset', 'FilesDataset', 'ArrayDataset', 'collate_uint8']
@@ -121,17 +122,30 @@ class FilesDataset(BaseDataset):
         y: labels: class indices (int), multi-hot rows (float) or regression targets (float).
         classes: class names (index order).
         tfms: the item pipeline.
+        strict: raise `ImageError` for a file that cannot be decoded. By default (False) an epoch never dies on a
+            bad file: a truncated file is read partially, an undecodable one is replaced by a gray square, and a
+            `BadImageWarning` names the file (once per file and process). DataBunch constructors check headers
+            up front, so only broken pixel data, or files changed during training, get here.
     """
 
     def __init__(self, fnames: Sequence, y, classes: Sequence, tfms: Transforms | None = None,
-                 is_multi: bool = False, is_reg: bool = False):
+                 is_multi: bool = False, is_reg: bool = False, strict: bool = False):
         self.fnames = [Path(f) for f in fnames]
         if len(self.fnames) != len(y):
             raise ValueError(f'{len(self.fnames)} files but {len(y)} labels: give one label per file')
+        self.strict = strict
+        self._warned: set = set()
         super().__init__(y, classes, tfms, is_multi, is_reg)
 
     def get_x(self, i: int) -> torch.Tensor:
-        return image_to_tensor(open_image(self.fnames[i], target_size=self.tfms.decode_size))
+        if self.strict:
+            return image_to_tensor(open_image(self.fnames[i], target_size=self.tfms.decode_size))
+        arr, problem = open_image_or_placeholder(self.fnames[i], target_size=self.tfms.decode_size or self.tfms.sz)
+        if problem is not None and i not in self._warned:
+            self._warned.add(i)
+            warnings.warn(f'{problem}. verify_images() lists such files; skip_bad=True leaves them out',
+                          BadImageWarning, stacklevel=2)
+        return image_to_tensor(arr)
 
     def fingerprint(self) -> str:
         """sha256 of every file's name, size and mtime, and of the labels."""

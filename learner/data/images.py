@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import NamedTuple, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ['ImageError', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'verify_images', 'check_headers', 'image_files']
+__all__ = ['ImageError', 'BadImageWarning', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'open_image_or_placeholder',
+           'verify_images', 'check_headers', 'image_files']
 
 PathLike = Union[str, os.PathLike]
 
@@ -26,6 +27,11 @@ _DRAFT_MIN_RATIO = 2
 
 class ImageError(ValueError):
     """An image file that cannot be decoded: the message names the file and the reason."""
+
+
+class BadImageWarning(UserWarning):
+    """A file whose pixel data broke after its header was checked: it was read partially, or replaced by a gray
+    placeholder, so the epoch goes on. The message names the file."""
 
 
 class BadImage(NamedTuple):
@@ -99,6 +105,35 @@ def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ImageError(f'{path}: decoded to shape {arr.shape} {arr.dtype}, expected (H, W, 3) uint8')
     return arr
+
+
+#: Gray value of the placeholder that stands in for an undecodable image mid-epoch.
+PLACEHOLDER_GRAY = 128
+
+
+def open_image_or_placeholder(path: PathLike, target_size: int | None = None) -> tuple[np.ndarray, str | None]:
+    """`open_image` for the middle of an epoch, where an exception would throw the epoch's work away.
+
+    A readable file decodes as usual (problem None). A file whose pixel data is truncated decodes partially (the
+    missing part gray, Pillow's truncated mode); a file that cannot be decoded at all (header only, deleted or
+    rewritten since the DataBunch checked it) becomes a gray `target_size` square. Either way the second value
+    says what happened, naming the file, so the caller can warn.
+    """
+    try:
+        return open_image(path, target_size), None
+    except ImageError as first:
+        reason = str(first).split(';')[0]  # '<path>: <what went wrong>', without the advice
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        arr = open_image(path, target_size)
+        return arr, f'{reason}; read it partially (the missing part is gray)'
+    except ImageError:
+        side = max(int(target_size or 32), 1)
+        arr = np.full((side, side, 3), PLACEHOLDER_GRAY, dtype=np.uint8)
+        return arr, f'{reason}; used a gray placeholder in its place'
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def check_headers(files: Sequence[PathLike]) -> list[BadImage]:
