@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .callbacks.base import EVENTS, CancelBatch, CancelFit, CancelValidate, Callback
+from .callbacks.checkpoint import checkpoint_callbacks
 from .callbacks.lr_finder import LRFinder, LRSuggestions, suggest_lrs
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
@@ -279,11 +280,12 @@ class Learner:
         all_cbs = self._all_cbs(cbs)
         self._install(all_cbs)
         self.n_epochs, self.epoch, self.train_iter, self.log = n_epochs, 0, 0, {}
+        self.start_epoch = 0  # ResumeFromCheckpoint moves it (and train_iter) at before_fit
         try:
             with self._sigint_at_batch_end():
                 try:
                     self._event('before_fit')
-                    for self.epoch in range(n_epochs):
+                    for self.epoch in range(self.start_epoch, n_epochs):
                         self._do_epoch()
                 except CancelFit:
                     pass
@@ -416,8 +418,8 @@ class Learner:
     # ----------------------------------------------------------------------------- fitting
     def fit(self, lrs: Any, n_cycle: int, wds: Any = None, cycle_len: Optional[float] = None, cycle_mult: float = 1,
             cycle_save_name: Optional[str] = None, best_save_name: Optional[str] = None,
-            use_clr_beta: Optional[Tuple[float, ...]] = None, callbacks: Optional[Sequence[Callback]] = None
-            ) -> List[float]:
+            use_clr_beta: Optional[Tuple[float, ...]] = None, callbacks: Optional[Sequence[Callback]] = None,
+            checkpoint_every: Optional[int] = None, resume: bool = False) -> List[float]:
         """fastai 0.7's fit: `n_cycle` cycles; without `cycle_len` that is n_cycle epochs at a constant lr.
 
         Args:
@@ -431,6 +433,9 @@ class Learner:
             best_save_name: save the weights with the lowest valid loss as `<name>`.
             use_clr_beta: `(div, pct, mom_max, mom_min)`: fastai 0.7's 1cycle per cycle (momentum optional).
             callbacks: extra callbacks for this fit only.
+            checkpoint_every: write a resumable checkpoint `models/checkpoint.pth` every this many epochs (SaveEvery).
+            resume: continue from that checkpoint after its epoch, with the same schedule positions (the arguments
+                must be the same as the saved fit's; see `callbacks.checkpoint`).
 
         Returns:
             `[valid_loss, *metrics]` of the last epoch (empty when no epoch finished).
@@ -454,13 +459,19 @@ class Learner:
             extra.append(CycleSnapshot(cycle_save_name, starts[1:]))
         if best_save_name:
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
+        extra += checkpoint_callbacks(checkpoint_every, resume)
         return self._fit(n_epochs, extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
                       div_factor: float = 25., pct_start: float = 0.3, final_div: Optional[float] = None,
-                      wd: Any = None, callbacks: Optional[Sequence[Callback]] = None) -> List[float]:
+                      wd: Any = None, callbacks: Optional[Sequence[Callback]] = None,
+                      checkpoint_every: Optional[int] = None, resume: bool = False) -> List[float]:
         """fastai 1+ 1cycle: lr cosine from max_lr/div_factor up to max_lr over pct_start of the batches, then down to
         max_lr/final_div (default div_factor * 1e4); momentum cosine moms[0] -> moms[1] -> moms[0].
+
+        `checkpoint_every=N` writes a resumable checkpoint every N epochs; `resume=True` continues from it (same
+        arguments required) and, with the same seed and deterministic algorithms, ends with the same weights as an
+        uninterrupted run. See `fit` and `callbacks.checkpoint`.
 
         Example:
             >>> learn.fit_one_cycle(3, max_lr=slice(1e-4, 1e-2))
@@ -470,13 +481,16 @@ class Learner:
         max_lrs = per_group_values(max_lr, len(self._layer_groups))
         if self.opt is None:
             self.create_opt(max_lrs)
-        return self._fit(n_epochs, [OneCycle(max_lrs, moms, div_factor, pct_start, final_div), *(callbacks or [])])
+        return self._fit(n_epochs, [OneCycle(max_lrs, moms, div_factor, pct_start, final_div),
+                                    *checkpoint_callbacks(checkpoint_every, resume), *(callbacks or [])])
 
     def fit_sgdr(self, n_cycles: int, cycle_len: float, max_lr: Any, cycle_mult: float = 2,
-                 callbacks: Optional[Sequence[Callback]] = None) -> List[float]:
+                 callbacks: Optional[Sequence[Callback]] = None, checkpoint_every: Optional[int] = None,
+                 resume: bool = False) -> List[float]:
         """SGDR: `n_cycles` cosine cycles from max_lr to 0, the first `cycle_len` epochs, each next `cycle_mult` times
-        longer (restarts at epochs 1, 3, 7 for cycle_len=1, cycle_mult=2)."""
-        return self.fit(max_lr, n_cycles, cycle_len=cycle_len, cycle_mult=cycle_mult, callbacks=callbacks)
+        longer (restarts at epochs 1, 3, 7 for cycle_len=1, cycle_mult=2). `checkpoint_every`/`resume`: see `fit`."""
+        return self.fit(max_lr, n_cycles, cycle_len=cycle_len, cycle_mult=cycle_mult, callbacks=callbacks,
+                        checkpoint_every=checkpoint_every, resume=resume)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 wds: Any = None, linear: bool = False) -> LRSuggestions:

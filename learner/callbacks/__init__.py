@@ -1,6 +1,8 @@
-"""Callbacks: the event protocol (base), schedules, the LR range test, the recorder, progress and tracking."""
+"""Callbacks: the event protocol (base), schedules, the LR range test, the recorder, progress, tracking and
+resumable checkpoints."""
 from .base import (EVENTS, ORDER_DEFAULT, ORDER_PROGRESS, ORDER_RECORDER, ORDER_SCHEDULE, ORDER_TRACKING, Callback,
                    CancelBatch, CancelFit, CancelValidate)
+from .checkpoint import CheckpointMismatchError, ResumeFromCheckpoint, SaveEvery, checkpoint_callbacks
 from .lr_finder import LRFinder, LRSuggestions, suggest_lrs
 from .progress import ProgressCallback
 from .recorder import Recorder
@@ -10,4 +12,5 @@ from .tracking import CycleSnapshot, EarlyStopping, SaveBest
 __all__ = ['EVENTS', 'ORDER_DEFAULT', 'ORDER_PROGRESS', 'ORDER_RECORDER', 'ORDER_SCHEDULE', 'ORDER_TRACKING',
            'Callback', 'CancelBatch', 'CancelFit', 'CancelValidate', 'LRFinder', 'LRSuggestions', 'suggest_lrs',
            'ProgressCallback', 'Recorder', 'CLRBeta', 'ConstantLR', 'OneCycle', 'SGDR', 'sched_cos', 'sched_exp',
-           'sched_lin', 'sched_no', 'CycleSnapshot', 'EarlyStopping', 'SaveBest']
+           'sched_lin', 'sched_no', 'CycleSnapshot', 'EarlyStopping', 'SaveBest',
+           'SaveEvery', 'ResumeFromCheckpoint', 'CheckpointMismatchError', 'checkpoint_callbacks']

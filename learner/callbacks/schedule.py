@@ -2,6 +2,8 @@
 
 Every schedule callback runs per batch at `before_batch` on every parameter group: the lr of layer group g is
 `base_lrs[g] * factor(iteration)`, and the momentum (SGD `momentum` or Adam's `betas[0]`) is set for all groups.
+The iteration is `learn.train_iter`, the training batches done in the whole fit, so a fit resumed from a checkpoint
+continues at the same position. `describe()` gives the schedule as plain data (kind and arguments).
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ class _PerBatchSchedule(Callback):
     def before_fit(self) -> None:
         self.n_batches = max(len(self.learn.get_loader('train')), 1)
         self.n_iter = self.learn.n_epochs * self.n_batches
-        self._apply(0)
+        self._apply(self.learn.train_iter)  # 0, or where a resumed fit left off
 
     def before_batch(self) -> None:
         if self.learn.training:
@@ -98,6 +100,11 @@ class _PerBatchSchedule(Callback):
 
     def _at(self, it: int) -> Tuple[float, Optional[float]]:
         raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The schedule as plain data, `{'kind': class name, 'base_lrs': [...], <arguments>}`: a checkpoint
+        records it, and resuming requires the same."""
+        return {'kind': self.name, 'base_lrs': [float(v) for v in self.base_lrs]}
 
 
 class ConstantLR(_PerBatchSchedule):
@@ -120,6 +127,11 @@ class OneCycle(_PerBatchSchedule):
         self.moms, self.div_factor, self.pct_start = moms, div_factor, pct_start
         self.final_div = div_factor * 1e4 if final_div is None else final_div
 
+    def describe(self) -> dict:
+        return {**super().describe(), 'moms': None if self.moms is None else [float(m) for m in self.moms],
+                'div_factor': float(self.div_factor), 'pct_start': float(self.pct_start),
+                'final_div': float(self.final_div)}
+
     def _at(self, it: int) -> Tuple[float, Optional[float]]:
         pos = it / self.n_iter
         mom = None if self.moms is None else one_cycle_mom(pos, self.moms, self.pct_start)
@@ -135,6 +147,10 @@ class SGDR(_PerBatchSchedule):
         super().__init__(base_lrs)
         self.cycle_len, self.cycle_mult, self.n_cycle = cycle_len, cycle_mult, n_cycle
         self.eta_min_factor = eta_min_factor
+
+    def describe(self) -> dict:
+        return {**super().describe(), 'cycle_len': float(self.cycle_len), 'cycle_mult': float(self.cycle_mult),
+                'n_cycle': int(self.n_cycle), 'eta_min_factor': float(self.eta_min_factor)}
 
     def before_fit(self) -> None:
         n_batches = max(len(self.learn.get_loader('train')), 1)
@@ -155,6 +171,10 @@ class CLRBeta(SGDR):
                  mom_min: Optional[float] = None, cycle_len: float = 1, cycle_mult: float = 1, n_cycle: int = 1):
         super().__init__(base_lrs, cycle_len, cycle_mult, n_cycle)
         self.div, self.pct, self.mom_max, self.mom_min = div, pct, mom_max, mom_min
+
+    def describe(self) -> dict:
+        moms = {k: None if v is None else float(v) for k, v in (('mom_max', self.mom_max), ('mom_min', self.mom_min))}
+        return {**super().describe(), 'div': float(self.div), 'pct': float(self.pct), **moms}
 
     def _at(self, it: int) -> Tuple[float, Optional[float]]:
         cycle = max(i for i, s in enumerate(self.starts_iter[:-1]) if s <= it) if it > 0 else 0

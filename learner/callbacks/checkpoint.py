@@ -1,0 +1,229 @@
+"""Resumable checkpoints: `SaveEvery` writes the whole training state every few epochs, `ResumeFromCheckpoint`
+puts it back so an interrupted fit continues exactly where the last checkpoint left it.
+
+A checkpoint is a dict of plain data (tensors, numbers, strings, lists, tuples, dicts, None), so it loads with
+`torch.load(weights_only=True)` and can never run code:
+
+    format, version          'learner.checkpoint', 1
+    model, opt, scaler       state dicts
+    epoch, n_epochs          index of the epoch just completed, and the fit's total epochs
+    train_iter, n_batches    training batches done so far, and batches per epoch
+    schedule                 the schedule callback's `describe()` (kind and arguments), or None
+    log, recorder            the last epoch's log and the recorder's history so far
+    rng                      torch CPU (and CUDA) generator states, numpy's and python's `random` state as lists,
+                             and the states of generators owned by the training loader (sampler/DataLoader)
+
+Resuming checks that the checkpoint belongs to the same schedule (total epochs, batches per epoch, schedule kind
+and arguments), restores everything above and starts the loop at the next epoch with `learn.train_iter` where the
+uninterrupted run had it, so every batch gets the same lr and momentum. With the same seed, deterministic
+algorithms and the same data, the final weights are those of an uninterrupted run.
+
+Limitations: state held by other callbacks (SaveBest's best value, EarlyStopping's patience counter) is not saved,
+nor the state of augmentation code with its own generators; data-loader worker processes are reseeded from the
+restored torch generator, as in an uninterrupted run.
+
+Example:
+    >>> learn.fit_one_cycle(10, 1e-2, checkpoint_every=1)           # interrupted after epoch 6 ...
+    >>> learn.fit_one_cycle(10, 1e-2, checkpoint_every=1, resume=True)   # ... runs epochs 7-10
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+
+from ..persistence import atomic_torch_save, safe_torch_load
+from .base import ORDER_SCHEDULE, ORDER_TRACKING, Callback
+
+__all__ = ['SaveEvery', 'ResumeFromCheckpoint', 'CheckpointMismatchError', 'checkpoint_callbacks']
+
+_FORMAT, _VERSION = 'learner.checkpoint', 1
+_RECORDER_FIELDS = ('lrs', 'moms', '_losses', 'train_losses', 'valid_losses', 'metrics', 'metric_names', 'times',
+                    'epoch_iters')
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not belong to the fit asked to resume from it (other schedule, epochs or data)."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _fit_schedule(learn: Any) -> Optional[Callback]:
+    """The schedule callback of the running fit (the one with a `describe()`), or None."""
+    for handlers in learn._handlers.values():
+        for cb, _ in handlers:
+            if callable(getattr(cb, 'describe', None)):
+                return cb
+    return None
+
+
+def _describe_schedule(learn: Any) -> Optional[dict]:
+    schedule = _fit_schedule(learn)
+    return None if schedule is None else schedule.describe()
+
+
+def _loader_generators(loader: Any) -> List[torch.Generator]:
+    """torch Generators owned by a training loader (DataLoader, its sampler, or one wrapped as `.dl`), in a fixed order.
+
+    A loader without its own generator draws from torch's global generator, which is saved anyway.
+    """
+    found: List[torch.Generator] = []
+    candidates = [loader, getattr(loader, 'dl', None)]
+    for obj in list(candidates):
+        if obj is not None:
+            sampler = getattr(obj, 'sampler', None)
+            batch_sampler = getattr(obj, 'batch_sampler', None)
+            candidates += [sampler, getattr(batch_sampler, 'sampler', None)]
+    for obj in candidates:
+        gen = getattr(obj, 'generator', None) if obj is not None else None
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def _rng_state(learn: Any) -> dict:
+    """Every random state the next epoch depends on, as plain data."""
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'numpy': [np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
+            'python': [py_version, list(py_internal), py_gauss],
+            'loader': [g.get_state() for g in _loader_generators(learn.get_loader('train'))]}
+
+
+def _set_rng_state(learn: Any, state: dict, file: Path) -> None:
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    np_keys, np_pos, np_has_gauss, np_gauss = state['numpy']
+    np.random.set_state(('MT19937', np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss))
+    py_version, py_internal, py_gauss = state['python']
+    random.setstate((py_version, tuple(py_internal), py_gauss))
+    generators = _loader_generators(learn.get_loader('train'))
+    if len(generators) != len(state['loader']):
+        raise CheckpointMismatchError(
+            f'{file} holds {len(state["loader"])} training-loader generator states but this training loader has '
+            f'{len(generators)}: resume with the same data (loaders built the same way)')
+    for gen, gen_state in zip(generators, state['loader']):
+        gen.set_state(gen_state)
+
+
+# --------------------------------------------------------------------------------------------- callbacks
+class SaveEvery(Callback):
+    """Write a resumable checkpoint to `learn.path/learn.model_dir/<name>.pth` every `every` epochs (and after the
+    last epoch), atomically: a crash while writing leaves the previous checkpoint intact, never half a file.
+
+    Runs after the epoch's log, the recorder and default-order callbacks, and before tracking callbacks
+    (EarlyStopping may end the fit at that same epoch: its checkpoint is still written). The file is also readable
+    by `learn.load(name)` (weights and optimizer state).
+
+    Args:
+        every: epochs between checkpoints (a positive integer).
+        name: file name without `.pth`, under the learner's model folder (or a path).
+
+    Example:
+        >>> learn.fit_one_cycle(5, 1e-2, callbacks=[SaveEvery(2, name='run1')])
+    """
+
+    order = ORDER_TRACKING - 5
+
+    def __init__(self, every: int = 1, name: str = 'checkpoint'):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f'every must be a positive number of epochs, got {every!r}')
+        self.every, self.fname = every, name
+
+    def after_epoch(self) -> None:
+        learn = self.learn
+        if getattr(learn, 'lr_finding', False):
+            return
+        done = learn.epoch + 1
+        if done % self.every == 0 or done == learn.n_epochs:
+            self.last_file = atomic_torch_save(self.state(), learn._model_file(self.fname))
+
+    def state(self) -> dict:
+        """The checkpoint for the epoch just completed, as plain data."""
+        learn = self.learn
+        recorder = learn.recorder
+        recorder.losses  # turns pending loss tensors into floats
+        return {'format': _FORMAT, 'version': _VERSION,
+                'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(),
+                'scaler': learn.scaler.state_dict(),
+                'epoch': int(learn.epoch), 'n_epochs': int(learn.n_epochs),
+                'train_iter': int(learn.train_iter), 'n_batches': len(learn.get_loader('train')),
+                'schedule': _describe_schedule(learn),
+                'log': {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in learn.log.items()},
+                'recorder': {f: list(getattr(recorder, f)) for f in _RECORDER_FIELDS},
+                'rng': _rng_state(learn)}
+
+
+class ResumeFromCheckpoint(Callback):
+    """At the start of a fit, load `<name>.pth` written by `SaveEvery`, check that it belongs to this fit, restore
+    the model, optimizer, recorder and random states, and make the loop start after the saved epoch.
+
+    Runs after the recorder's reset and before the schedule, so the schedule starts from the restored iteration.
+
+    Raises:
+        FileNotFoundError: no such checkpoint (run the fit with `checkpoint_every=...` first).
+        CheckpointMismatchError: other total epochs, batches per epoch, schedule kind or arguments, or an optimizer
+            that does not fit (other layer groups or frozen state); the message names the file.
+        UnsafeCheckpointError: the file holds anything but plain data (see `safe_torch_load`).
+    """
+
+    order = ORDER_SCHEDULE - 5
+
+    def __init__(self, name: str = 'checkpoint'):
+        self.fname = name
+
+    def before_fit(self) -> None:
+        learn = self.learn
+        if getattr(learn, 'lr_finding', False):
+            return
+        file = learn._model_file(self.fname)
+        if not file.exists():
+            raise FileNotFoundError(f'resume=True but there is no checkpoint {file}: run the fit with '
+                                    f'checkpoint_every=... first (or pass resume=False)')
+        state = safe_torch_load(file, map_location=learn.device)
+        if not isinstance(state, dict) or state.get('format') != _FORMAT:
+            raise CheckpointMismatchError(f'{file} is not a resumable checkpoint (learn.save writes weights only): '
+                                          f'write one with checkpoint_every=... or the SaveEvery callback')
+        self._check_same_fit(state, file)
+        learn.model.load_state_dict(state['model'])
+        try:
+            learn.opt.load_state_dict(state['opt'])
+        except ValueError as err:
+            raise CheckpointMismatchError(f'the optimizer state in {file} does not fit this learner ({err}): resume '
+                                          f'with the same layer groups and frozen layers as the saved fit') from err
+        if state['scaler']:
+            learn.scaler.load_state_dict(state['scaler'])
+        for field, values in state['recorder'].items():
+            setattr(learn.recorder, field, list(values))
+        _set_rng_state(learn, state['rng'], file)
+        learn.log = dict(state['log'])
+        learn.start_epoch, learn.train_iter = state['epoch'] + 1, state['train_iter']
+        self.resumed_from = state['epoch']
+
+    def _check_same_fit(self, state: dict, file: Path) -> None:
+        learn = self.learn
+        here = {'total epochs': learn.n_epochs, 'batches per epoch': len(learn.get_loader('train')),
+                'schedule': _describe_schedule(learn)}
+        saved = {'total epochs': state['n_epochs'], 'batches per epoch': state['n_batches'],
+                 'schedule': state['schedule']}
+        diffs = [f'{key}: saved {saved[key]!r}, this fit {here[key]!r}' for key in here if saved[key] != here[key]]
+        if diffs:
+            raise CheckpointMismatchError(
+                f'{file} belongs to a different fit, so it cannot be resumed: ' + '; '.join(diffs) +
+                '. Resume with the same arguments and data, or pass resume=False (or delete the file) to start over')
+
+
+def checkpoint_callbacks(checkpoint_every: Optional[int] = None, resume: bool = False,
+                         name: str = 'checkpoint') -> List[Callback]:
+    """The callbacks for `fit(..., checkpoint_every=N, resume=...)`: SaveEvery(N) and/or ResumeFromCheckpoint."""
+    cbs: List[Callback] = []
+    if resume:
+        cbs.append(ResumeFromCheckpoint(name))
+    if checkpoint_every is not None:
+        cbs.append(SaveEvery(checkpoint_every, name))
+    return cbs
