@@ -115,3 +115,22 @@ def test_fit_cycle_and_best_save_names(tmp_path):
     learn.fit(0.05, 2, cycle_len=1, cycle_mult=2, cycle_save_name='snap', best_save_name='top')
     names = sorted(p.name for p in (tmp_path / 'models').iterdir())
     assert names == ['snap_cyc_0.pth', 'snap_cyc_1.pth', 'top.pth']
+
+
+@pytest.mark.parametrize('exc', [KeyboardInterrupt, RuntimeError])
+@pytest.mark.parametrize('event', EVENTS)
+def test_interrupt_or_error_at_any_event_leaves_the_learner_usable(tmp_path, event, exc):
+    class Raise(Callback):
+        pass
+    setattr(Raise, event, lambda self: (_ for _ in ()).throw(exc('stop here')))
+
+    learn = _learner(tmp_path)
+    with pytest.raises(exc):
+        learn.fit(0.01, 1, callbacks=[Raise()])
+    assert not learn.training and learn.dl is None
+    assert all(not handlers for handlers in learn._handlers.values())  # the fit's callbacks are gone
+    weights = [p.detach().clone() for p in learn.model.parameters()]
+    result = learn.fit(0.05, 1)  # the next fit runs normally, from the weights that were left
+    assert len(result) == 1 + len(learn.metric_names) and math.isfinite(result[0])
+    assert any(not torch.equal(a, b) for a, b in zip(weights, learn.model.parameters()))
+    assert len(learn.predict()) == sum(len(y) for _, y in learn.get_loader("valid"))
