@@ -79,6 +79,10 @@ from .callbacks.tracking import (
     EarlyStopping,
     CycleSnapshot,
 )
+from .callbacks.checkpoint import (
+    SaveEvery,
+    CheckpointMismatchError,
+)
 from .callbacks.recorder import (
     Recorder,
 )
@@ -202,7 +206,7 @@ __all__ = [
     # callbacks.schedule
     'sched_lin', 'sched_cos', 'sched_exp', 'sched_no',
     # callbacks.tracking
-    'SaveBest', 'EarlyStopping', 'CycleSnapshot',
+    'SaveBest', 'EarlyStopping', 'CycleSnapshot', 'SaveEvery', 'CheckpointMismatchError',
     # callbacks.recorder
     'Recorder',
     # metrics
