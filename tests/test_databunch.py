@@ -207,6 +207,25 @@ def test_from_arrays_cifar_recipe(make_data):
         DataBunch.from_arrays('.', (x.astype(np.float32) / 255, y), (x, y))
 
 
+def test_array_train_loader_covers_every_image_once_in_a_seeded_order(make_data):
+    x, y = make_data.arrays(5, size=8)                   # 5 per class: 50 images
+    x = x.copy()
+    x[:, 0, 0, 0] = np.arange(len(x))                    # tag each image by its top-left red pixel
+    data = ImageClassifierData.from_arrays('.', (x, y), (x[:10], y[:10]), bs=7, tfms=tfms_from_stats(None, 8))
+    assert len(data.trn_dl) == 7                         # 50 = 7 * 7 + 1: the 1-image batch is dropped
+
+    def epoch_tags():
+        tags = [xb[:, 0, 0, 0] for xb, _ in data.trn_dl]  # stats (0, 1): pixels scaled to [0, 1]
+        return torch.cat(tags).mul(255).round().long().tolist()
+    torch.manual_seed(3)
+    first, second = epoch_tags(), epoch_tags()
+    torch.manual_seed(3)
+    assert epoch_tags() == first                         # the seed decides the order
+    assert first != second and len(set(first)) == 49 and set(first) <= set(range(50))
+    labels = torch.cat([yb for _, yb in data.trn_dl])
+    assert labels.dtype == torch.long and len(labels) == 49
+
+
 def test_loader_views_fingerprint_signature_resize(messy, tmp_path):
     tfms = tfms_from_stats(imagenet_stats, 32, aug_tfms=transforms_side_on, max_zoom=1.2)
     data = DataBunch.from_paths(messy, bs=8, tfms=tfms, test_name='test', num_workers=0)
