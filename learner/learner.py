@@ -1,5 +1,5 @@
-"""Learner: a model, its data, an optimizer and the training loop, with fit / SGDR / 1cycle / lr_find,
-prediction, persistence and a summary.
+"""Learner: a model, its data, an optimizer and the training loop, with fit / SGDR / 1cycle / lr_find and
+persistence (prediction is in `prediction.py`, the layer table in `summary.py`).
 
 The loop is `_fit` -> `_do_epoch` -> `_train_batch` / `_validate` below: the core owns the order-sensitive numerics
 (autocast, GradScaler, unscale before clipping, decoupled weight decay, metrics before any monitor); callbacks own
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import random
 import signal
 import threading
@@ -32,9 +31,11 @@ from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import CLRBeta, ConstantLR, OneCycle, SGDR, sgdr_cycle_starts
 from .callbacks.tracking import CycleSnapshot, SaveBest
-from .core import default_device, to_numpy
+from .core import default_device
 from .layer_groups import NORM_TYPES, build_param_groups, per_group_values, set_frozen
 from .persistence import atomic_torch_save, safe_torch_load
+from .prediction import PredictionMixin
+from .summary import SummaryMixin
 
 __all__ = ['Learner', 'NonFiniteLossError']
 
@@ -54,7 +55,7 @@ def _default_loss(data: Any) -> Callable:
     return F.cross_entropy  # log_softmax is idempotent, so models returning log-probabilities work too
 
 
-class Learner:
+class Learner(PredictionMixin, SummaryMixin):
     """Trains `model` on `data` with per-layer-group learning rates.
 
     Args:
@@ -556,98 +557,6 @@ class Learner:
         finally:
             self.progress = previous
 
-    # ----------------------------------------------------------------------------- prediction
-    def _log_probs(self, out: torch.Tensor) -> torch.Tensor:
-        out = out.float()
-        if getattr(self.data, 'is_multi', False):
-            return F.logsigmoid(out)
-        if getattr(self.data, 'is_reg', False):
-            return out
-        return F.log_softmax(out, dim=-1)
-
-    def _outputs(self, loader) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Raw outputs and targets of every batch of `loader`, on the CPU, in loader order (eval mode, no grad)."""
-        model = self.active_model
-        was_training = model.training
-        model.eval()
-        outs, ys = [], []
-        try:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=self._amp_dtype,
-                                                 enabled=self._amp_dtype is not None):
-                for xb, yb in loader:
-                    outs.append(model(xb).float().cpu())
-                    ys.append(yb.cpu())
-        finally:
-            model.train(was_training)
-        return torch.cat(outs), torch.cat(ys)
-
-    def predict_with_targs(self, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-        """`(log_preds (N, C), y (N,))` numpy for the validation (or test) set, in data-set order."""
-        split = 'test' if is_test else 'valid'
-        loader = self.get_loader(split)
-        if loader is None:
-            raise ValueError(f'the data has no {split} set: build the DataBunch with one (test_name=... for test)')
-        out, y = self._outputs(loader)
-        return to_numpy(self._log_probs(out)), to_numpy(y)
-
-    def predict(self, is_test: bool = False) -> np.ndarray:
-        """Log-probabilities (N, C) numpy for the validation (or test) set, in data-set order (fastai 0.7)."""
-        return self.predict_with_targs(is_test)[0]
-
-    def get_preds(self, ds: str = 'valid') -> Tuple[np.ndarray, np.ndarray]:
-        """`(probs (N, C), y (N,))` numpy for ds 'valid' or 'test' (probabilities: softmax, or sigmoid multi-label)."""
-        if ds not in ('valid', 'test'):
-            raise ValueError(f"ds must be 'valid' or 'test', got {ds!r}")
-        log_preds, y = self.predict_with_targs(is_test=ds == 'test')
-        return (log_preds if getattr(self.data, 'is_reg', False) else np.exp(log_preds)), y
-
-    def predict_array(self, arr: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
-        """Log-probabilities numpy for a normalised NCHW batch (numpy or tensor), in batches of `data.bs`."""
-        x = torch.as_tensor(np.asarray(arr) if not isinstance(arr, torch.Tensor) else arr).float()
-        bs = int(getattr(self.data, 'bs', 64) or 64)
-        batches = [(x[i:i + bs].to(self.device), torch.zeros(len(x[i:i + bs]))) for i in range(0, len(x), bs)]
-        out, _ = self._outputs(batches)
-        return to_numpy(self._log_probs(out))
-
-    def predict_image(self, img: Any) -> Tuple[Any, np.ndarray]:
-        """`(class, probabilities)` for one image: a path, a PIL image or an HxWx3 uint8 array.
-
-        With a DataBunch the validation pipeline of `data.val_ds.tfms` and its normalisation stats are applied;
-        otherwise the image is resized (shorter side to `data.sz`), centre-cropped and normalised with `data.stats`.
-        """
-        from PIL import Image
-        if isinstance(img, (str, os.PathLike)):
-            try:
-                from .data.images import open_image
-                arr = open_image(img)
-            except ImportError:
-                arr = np.asarray(Image.open(img).convert('RGB'))
-        else:
-            arr = np.asarray(img.convert('RGB') if isinstance(img, Image.Image) else img, dtype=np.uint8)
-        tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
-        if callable(tfms) and hasattr(tfms, 'stats'):
-            x = tfms(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))  # uint8 (3, sz, sz)
-            mean, std = (torch.as_tensor(np.asarray(v, dtype=np.float32))[:, None, None] for v in tfms.stats)
-            x = ((x.float() / 255 - mean) / std)[None]
-        else:
-            x = self._resize_normalise(Image.fromarray(arr))
-        probs = np.exp(self.predict_array(x)[0])
-        classes = getattr(self.data, 'classes', None)
-        idx = int(np.argmax(probs))
-        return (classes[idx] if classes is not None else idx), probs
-
-    def _resize_normalise(self, img) -> np.ndarray:
-        """PIL image -> (1, 3, sz, sz) normalised float array: shorter side to sz, centre crop, `data.stats`."""
-        from PIL import Image
-        sz = int(getattr(self.data, 'sz', None) or min(img.size))
-        scale = sz / min(img.size)
-        img = img.resize((max(sz, round(img.width * scale)), max(sz, round(img.height * scale))), Image.BILINEAR)
-        left, top = (img.width - sz) // 2, (img.height - sz) // 2
-        arr = np.asarray(img.crop((left, top, left + sz, top + sz)), dtype=np.float32) / 255  # (sz, sz, 3)
-        mean, std = getattr(self.data, 'stats', (np.zeros(3), np.ones(3)))
-        arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-        return arr.transpose(2, 0, 1)[None]
-
     # ----------------------------------------------------------------------------- persistence
     def _model_file(self, name: Union[str, Path]) -> Path:
         name = Path(name)
@@ -683,54 +592,6 @@ class Learner:
             except ValueError as e:
                 warnings.warn(f'optimizer state in {file} does not match this learner ({e}); kept a fresh optimizer')
         return self
-
-    # ----------------------------------------------------------------------------- summary
-    def summary(self, n_items: int = 2) -> str:
-        """Print (and return) a table of the leaf layers: output shape, parameters, trainable or frozen, computed by
-        running `n_items` validation (or training) items through the model in eval mode (or, for a model that only
-        runs in training mode, through a copy of it in training mode, so no statistics change)."""
-        loader = self.get_loader('valid') or self.get_loader('train')
-        xb = next(iter(loader))[0][:n_items]
-        model = self.active_model
-        try:
-            rows = self._summary_rows(model, xb, train_mode=False)
-        except Exception:  # e.g. layers that set attributes only in training mode (fastai 0.7 course models)
-            rows = self._summary_rows(copy.deepcopy(model), xb, train_mode=True)
-        n_total = sum(p.numel() for p in model.parameters())
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        header = f'{"layer":28s} {"type":18s} {"output shape":22s} {"params":>10s} trainable'
-        lines = [header, '-' * len(header)]
-        lines += [f'{n[:28]:28s} {t[:18]:18s} {s[:22]:22s} {p:>10,d} {tr}' for n, t, s, p, tr in rows]
-        lines += ['-' * len(header), f'total params {n_total:,d}  trainable {n_train:,d}  frozen {n_total - n_train:,d}',
-                  f'layer groups {len(self._layer_groups)}, frozen groups {self.n_frozen}']
-        text = '\n'.join(lines)
-        print(text)
-        return text
-
-    @staticmethod
-    def _summary_rows(model: nn.Module, xb: torch.Tensor, train_mode: bool) -> list:
-        rows, hooks = [], []
-        for name, module in model.named_modules():
-            if list(module.children()) and not list(module.parameters(recurse=False)):
-                continue  # containers: their leaves are listed
-
-            def hook(mod, inp, out, name=name):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                params = list(mod.parameters(recurse=False))
-                n_params = sum(p.numel() for p in params)
-                trainable = 'yes' if any(p.requires_grad for p in params) else ('no' if params else '-')
-                rows.append((name or type(model).__name__, type(mod).__name__, str(shape), n_params, trainable))
-            hooks.append(module.register_forward_hook(hook))
-        was_training = model.training
-        model.train(train_mode)
-        try:
-            with torch.no_grad():
-                model(xb)
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was_training)
-        return rows
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(model={type(self.model).__name__}, layer_groups={len(self._layer_groups)})'

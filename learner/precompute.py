@@ -169,7 +169,7 @@ class ActivationCache:
             os.replace(tmp_done, done_path)  # the marker last: only now does the split read as built
             _fsync_path(self.path)
         except BaseException:
-            features = None
+            features = None  # drop the memory map before removing its file
             for path in (tmp_features, tmp_labels):
                 path.unlink(missing_ok=True)
             raise

@@ -1,7 +1,6 @@
 """The main job end to end: `python -m learner train` on the embedded data, then `learner predict`."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

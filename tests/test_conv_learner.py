@@ -1,6 +1,5 @@
 """ConvLearner: pretrained weights arrive, freezing holds, BatchNorm policy, precompute cache, set_data, TTA, export."""
 import os
-import warnings
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from learner.learner import Learner
 

@@ -1,7 +1,6 @@
 """Schedules against closed-form values: 1cycle start/peak/end, SGDR restarts at epochs 1, 3, 7, use_clr_beta."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

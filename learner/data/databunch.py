@@ -3,8 +3,6 @@ a labels CSV, arrays or datasets."""
 from __future__ import annotations
 
 import csv
-import hashlib
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +14,6 @@ from ..core import default_device
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import ImageError, check_headers, image_files, verify_images
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
-from .transforms import Transforms
 
 __all__ = ['DataBunch', 'ImageClassifierData']
 
@@ -155,7 +152,7 @@ class DataBunch:
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         ds = {'train': self.trn_ds, 'valid': self.val_ds, 'test': self.test_ds}[split]
         if ds is None:
-            raise ValueError(f'this DataBunch has no test set: pass test_name=... (or test=...) to build one')
+            raise ValueError('this DataBunch has no test set: pass test_name=... (or test=...) to build one')
         return ds
 
     def to(self, device) -> 'DataBunch':
