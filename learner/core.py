@@ -1,12 +1,13 @@
-"""Small helpers every module shares: the default device and tensor/numpy conversion."""
+"""Small helpers every module shares: the default device, tensor/numpy conversion, random-number state."""
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ['default_device', 'to_numpy', 'to_device']
+__all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state']
 
 
 def default_device() -> torch.device:
@@ -30,3 +31,25 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
     return obj
+
+
+def rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and python `random` generator states, as plain data (safe to save and load with
+    `weights_only=True`)."""
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'numpy': [np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
+            'python': [py_version, list(py_internal), py_gauss]}
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back the generator states `rng_state()` returned."""
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    np_keys, np_pos, np_has_gauss, np_gauss = state['numpy']
+    np.random.set_state(('MT19937', np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss))
+    py_version, py_internal, py_gauss = state['python']
+    random.setstate((py_version, tuple(py_internal), py_gauss))

@@ -1,5 +1,5 @@
-"""Learner: a model, its data, an optimizer and the training loop, with fit / SGDR / 1cycle / lr_find and
-persistence (prediction is in `prediction.py`, the layer table in `summary.py`).
+"""Learner: a model, its data, an optimizer and the training loop, with fit / SGDR / 1cycle and
+persistence (lr_find is in `lr_find.py`, prediction in `prediction.py`, the layer table in `summary.py`).
 
 The loop is `_fit` -> `_do_epoch` -> `_train_batch` / `_validate` below: the core owns the order-sensitive numerics
 (autocast, GradScaler, unscale before clipping, decoupled weight decay, metrics before any monitor); callbacks own
@@ -8,9 +8,7 @@ policy (schedules, recording, progress, saving, stopping).
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import random
 import signal
 import threading
 import time
@@ -19,20 +17,19 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .callbacks.base import EVENTS, CancelBatch, CancelFit, CancelValidate, Callback
 from .callbacks.checkpoint import checkpoint_callbacks
-from .callbacks.lr_finder import LRFinder, LRSuggestions, suggest_lrs
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import CLRBeta, ConstantLR, OneCycle, SGDR, sgdr_cycle_starts
 from .callbacks.tracking import CycleSnapshot, SaveBest
 from .core import default_device
 from .layer_groups import NORM_TYPES, build_param_groups, per_group_values, set_frozen
+from .lr_find import LRFindMixin
 from .persistence import atomic_torch_save, safe_torch_load
 from .prediction import PredictionMixin
 from .summary import SummaryMixin
@@ -55,7 +52,7 @@ def _default_loss(data: Any) -> Callable:
     return F.cross_entropy  # log_softmax is idempotent, so models returning log-probabilities work too
 
 
-class Learner(PredictionMixin, SummaryMixin):
+class Learner(LRFindMixin, PredictionMixin, SummaryMixin):
     """Trains `model` on `data` with per-layer-group learning rates.
 
     Args:
@@ -492,61 +489,6 @@ class Learner(PredictionMixin, SummaryMixin):
         longer (restarts at epochs 1, 3, 7 for cycle_len=1, cycle_mult=2). `checkpoint_every`/`resume`: see `fit`."""
         return self.fit(max_lr, n_cycles, cycle_len=cycle_len, cycle_mult=cycle_mult, callbacks=callbacks,
                         checkpoint_every=checkpoint_every, resume=resume)
-
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
-                wds: Any = None, linear: bool = False) -> LRSuggestions:
-        """LR range test: lr swept from start_lr to end_lr (exponentially, or linearly) over `num_it` batches.
-
-        Afterwards the weights, BN buffers, optimizer state, frozen/train modes and random-number state are exactly
-        as before. Results: `learn.sched.plot()` / `learn.recorder.plot_lr_find()`.
-
-        Returns:
-            LRSuggestions(steep, min_div10), also marked on the plot.
-        """
-        if self.opt is None:
-            self.create_opt()
-        saved = self._snapshot()
-        ratios = None
-        if self.opt.param_groups:  # keep the shape of differential lrs: sweep the last group, scale the others
-            current = np.zeros(len(self._layer_groups))
-            for g in self.opt.param_groups:
-                current[g['layer_group']] = g['lr']
-            ratios = current / current[-1] if current[-1] > 0 and (current > 0).all() else None
-        finder = LRFinder(start_lr, end_lr, num_it, stop_div, linear, ratios=ratios)
-        n_batches = max(len(self.get_loader('train')), 1)
-        try:
-            if wds is not None:
-                self.set_wds(wds)
-            self.lr_finding = True
-            with self.no_bar():
-                self._fit(math.ceil(num_it / n_batches), [finder])
-        finally:
-            self.lr_finding = False
-            self._restore(saved)
-        self.recorder.lr_find_lrs, self.recorder.lr_find_losses = finder.lrs, finder.losses
-        self.recorder.lr_find_suggestions = suggest_lrs(finder.lrs, finder.losses)
-        return self.recorder.lr_find_suggestions
-
-    def _snapshot(self) -> dict:
-        return {'model': copy.deepcopy(self.model.state_dict()), 'opt': copy.deepcopy(self.opt.state_dict()),
-                'wds': self.wds.copy(), 'modes': [m.training for m in self.model.modules()],
-                'torch_rng': torch.get_rng_state(), 'np_rng': np.random.get_state(), 'py_rng': random.getstate(),
-                'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                'scaler': self.scaler.state_dict()}
-
-    def _restore(self, saved: dict) -> None:
-        self.model.load_state_dict(saved['model'])
-        self.opt.load_state_dict(saved['opt'])
-        self.set_wds(saved['wds'])
-        for module, mode in zip(self.model.modules(), saved['modes']):
-            module.training = mode
-        torch.set_rng_state(saved['torch_rng'])
-        np.random.set_state(saved['np_rng'])
-        random.setstate(saved['py_rng'])
-        if saved['cuda_rng'] is not None:
-            torch.cuda.set_rng_state_all(saved['cuda_rng'])
-        if saved['scaler']:
-            self.scaler.load_state_dict(saved['scaler'])
 
     @contextlib.contextmanager
     def no_bar(self):

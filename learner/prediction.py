@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import to_numpy
+from .data.images import open_image
 
 __all__ = ['PredictionMixin']
 
@@ -80,18 +81,12 @@ class PredictionMixin:
         """
         from PIL import Image
         if isinstance(img, (str, os.PathLike)):
-            try:
-                from .data.images import open_image
-                arr = open_image(img)
-            except ImportError:
-                arr = np.asarray(Image.open(img).convert('RGB'))
+            arr = open_image(img)
         else:
             arr = np.asarray(img.convert('RGB') if isinstance(img, Image.Image) else img, dtype=np.uint8)
         tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
-        if callable(tfms) and hasattr(tfms, 'stats'):
-            x = tfms(torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))))  # uint8 (3, sz, sz)
-            mean, std = (torch.as_tensor(np.asarray(v, dtype=np.float32))[:, None, None] for v in tfms.stats)
-            x = ((x.float() / 255 - mean) / std)[None]
+        if callable(tfms) and hasattr(tfms, 'normalize'):
+            x = tfms.normalize(tfms(arr))[None]   # (1, 3, sz, sz)
         else:
             x = self._resize_normalise(Image.fromarray(arr))
         probs = np.exp(self.predict_array(x)[0])

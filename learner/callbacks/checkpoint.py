@@ -28,13 +28,13 @@ Example:
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any, List, Optional
 
 import numpy as np
 import torch
 
+from ..core import rng_state, set_rng_state
 from ..persistence import atomic_torch_save, safe_torch_load
 from .base import ORDER_SCHEDULE, ORDER_TRACKING, Callback
 
@@ -85,23 +85,11 @@ def _loader_generators(loader: Any) -> List[torch.Generator]:
 
 def _rng_state(learn: Any) -> dict:
     """Every random state the next epoch depends on, as plain data."""
-    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    return {'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            'numpy': [np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
-            'python': [py_version, list(py_internal), py_gauss],
-            'loader': [g.get_state() for g in _loader_generators(learn.get_loader('train'))]}
+    return {**rng_state(), 'loader': [g.get_state() for g in _loader_generators(learn.get_loader('train'))]}
 
 
 def _set_rng_state(learn: Any, state: dict, file: Path) -> None:
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-    np_keys, np_pos, np_has_gauss, np_gauss = state['numpy']
-    np.random.set_state(('MT19937', np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss))
-    py_version, py_internal, py_gauss = state['python']
-    random.setstate((py_version, tuple(py_internal), py_gauss))
+    set_rng_state(state)
     generators = _loader_generators(learn.get_loader('train'))
     if len(generators) != len(state['loader']):
         raise CheckpointMismatchError(
