@@ -109,7 +109,7 @@ from .models import (
     AdaptiveConcatPool2d,
     Flatten,
 )
-from .models.zoo import (
+from .models.archs import (
     resnet18,
     resnet34,
     resnet50,
@@ -215,7 +215,7 @@ __all__ = [
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
     'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten',
-    # models.zoo
+    # models.archs
     'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101_32', 'resnext101_64',
     'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d', 'wrn', 'wide_resnet50_2', 'wide_resnet101_2',
     'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn', 'dn121', 'dn161', 'dn169', 'dn201',

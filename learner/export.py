@@ -58,8 +58,6 @@ class InferenceLearner:
         self.device = torch.device(device) if device is not None else torch.device('cpu')
         self.model = model.to(self.device).eval()
         self.valid_tfms = tfms_from_stats((np.array(meta['mean']), np.array(meta['std'])), self.sz)[1]
-        self.mean = torch.tensor(meta['mean'], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(meta['std'], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
     def _batch(self, images: Sequence[Any]) -> torch.Tensor:
         from .data.images import open_image
@@ -71,8 +69,7 @@ class InferenceLearner:
                 array = np.asarray(image.convert('RGB') if hasattr(image, 'convert') else image, dtype=np.uint8)
             chw = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
             tensors.append(self.valid_tfms(chw))
-        x = torch.stack(tensors).to(self.device).float().div_(255)  # (B, 3, sz, sz)
-        return (x - self.mean) / self.std
+        return self.valid_tfms.normalize(torch.stack(tensors).to(self.device))  # (B, 3, sz, sz) float
 
     def predict_probs(self, images: Sequence[Any]) -> np.ndarray:
         """(N, C) probabilities (softmax, or per-class sigmoid for multi-label) for image paths, PIL images or arrays."""

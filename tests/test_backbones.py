@@ -12,7 +12,7 @@ from torch import nn
 
 from learner.models import (BackboneSpec, PretrainedWeightsMissing, body_groups, create_body, get_backbone,
                             num_features, register_backbone, registered_backbones, weights_folder)
-from learner.models import zoo
+from learner.models import archs as zoo
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 

@@ -60,7 +60,7 @@ def test_loaders_normalize_per_batch_on_device(messy):
     expected = (raw.float() / 255 - torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1).float()) \
         / torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1).float()
     assert torch.allclose(xb, expected, atol=1e-5)
-    assert np.allclose(dl.mean, imagenet_stats[0]) and len(dl) == 5
+    assert np.allclose(dl.normalize.mean, imagenet_stats[0]) and len(dl) == 5
     assert data.to('cpu') is data and data.device == torch.device('cpu')
 
 

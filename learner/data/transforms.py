@@ -18,6 +18,7 @@ import torch
 import torchvision.transforms as tv1
 import torchvision.transforms.v2.functional as F
 
+from .normalize import Normalize
 from .augment import (BILINEAR, Cutout, RandomBlur, RandomDihedral, RandomFlip, RandomLighting, RandomRotate,
                       RandomStretch, RandomZoom, Transform, _happens, _rand, image_to_tensor)
 
@@ -221,8 +222,12 @@ class Transforms:
 
     def __init__(self, tfms: Sequence[Transform], sz: int | None = None, stats=None, max_zoom: float | None = None):
         self.tfms, self.sz, self.max_zoom = list(tfms), sz, max_zoom
-        mean, std = (np.zeros(3), np.ones(3)) if stats is None else stats
-        self.stats = (np.asarray(mean, dtype=np.float64).reshape(3), np.asarray(std, dtype=np.float64).reshape(3))
+        self.normalize = Normalize(stats)
+
+    @property
+    def stats(self) -> tuple:
+        """(mean, std) numpy arrays in 0..1 units, applied per batch by the loaders (see `Normalize`)."""
+        return self.normalize.stats
 
     @property
     def decode_size(self) -> int | None:
@@ -240,16 +245,6 @@ class Transforms:
         for t in self.tfms:
             x = t(x)
         return x
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (C, H, W) or (B, C, H, W) -> float32 normalized with `stats` (what the loaders do per batch).
-
-        Example:
-            >>> x = val_tfms.normalize(val_tfms(open_image('cat.jpg')))[None]   # (1, 3, sz, sz) model input
-        """
-        mean, std = (torch.tensor(s, dtype=torch.float32, device=x.device) for s in self.stats)
-        shape = (-1, 1, 1)
-        return (x.float() / 255 - mean.view(shape)) / std.view(shape)
 
     def batch(self, xb: torch.Tensor) -> torch.Tensor:
         """The pipeline on a (B, C, H, W) uint8 batch: vectorised when every step is, else item by item.
@@ -287,12 +282,7 @@ class Transforms:
 
     def denorm(self, x) -> np.ndarray:
         """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) floats in [0, 1]."""
-        arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
-        if arr.ndim == 3:
-            arr = arr[None]
-        mean, std = self.stats
-        arr = np.moveaxis(arr, 1, -1) * std.astype(np.float32) + mean.astype(np.float32)
-        return np.clip(arr, 0.0, 1.0)
+        return self.normalize.denorm(x)
 
     def __repr__(self) -> str:
         mean, std = (np.round(s, 5).tolist() for s in self.stats)

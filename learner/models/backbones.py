@@ -133,7 +133,7 @@ def registered_backbones() -> list[str]:
 
 def get_backbone(f: Union[str, Callable, BackboneSpec]) -> BackboneSpec:
     """The spec for a registered name or alias ('resnet34', 'dn121'), a builder (`torchvision.models.resnet34`,
-    `learner.models.zoo.resnext101_64`) or a spec (returned as is).
+    `learner.models.archs.resnext101_64`) or a spec (returned as is).
 
     String lookup tries fastai 0.7 aliases first, so 'vgg16' means vgg16_bn as it did in 0.7; the plain
     torchvision vgg16 is reached through its builder, `torchvision.models.vgg16`.
