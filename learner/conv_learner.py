@@ -1,67 +1,35 @@
-"""ConvLearner: a pretrained backbone cut and topped with a new head, with freezing, BatchNorm policy,
-the precompute activation cache, progressive resizing and test-time augmentation."""
+"""ConvLearner: a pretrained backbone cut and topped with a new head, starting frozen, with fastai 0.7's
+`precompute` switch (the cache itself is a data source in precompute.py) and export."""
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
-import numpy as np
-import torch
 from torch import nn
 
+from .export import export_learner
+from .freeze import BN_TYPES
 from .learner import Learner
 from .metrics import accuracy, accuracy_thresh
 from .models.backbones import BackboneSpec, body_groups, create_body, get_backbone, num_features
 from .models.heads import HEAD_POOL_LAYERS, create_head
-from .precompute import ActivationCache
-from .export import export_learner
-from .tta import tta_log_preds, tta_probs
+from .precompute import PrecomputedFeatures
 
 __all__ = ['ConvLearner']
-
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-class CachedFeatureLoader:
-    """Batches of precomputed body features `(x (B, F) float, y)` on the learner's device.
-
-    The training split is reshuffled every epoch and, like the image loaders, drops a last batch of one item
-    (BatchNorm in the head cannot train on a single row).
-    """
-
-    def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device):
-        self.features, self.labels = features, labels
-        self.bs, self.shuffle, self.device = bs, shuffle, device
-
-    def __len__(self) -> int:
-        n_batches = -(-len(self.features) // self.bs)
-        return n_batches - int(self.shuffle and len(self.features) % self.bs == 1 and n_batches > 1)
-
-    def __iter__(self) -> Iterator:
-        n = len(self.features)
-        order = np.random.permutation(n) if self.shuffle else np.arange(n)
-        for start in range(0, len(self) * self.bs, self.bs):
-            idx = np.sort(order[start:start + self.bs]) if self.shuffle else order[start:start + self.bs]
-            x = torch.from_numpy(np.ascontiguousarray(self.features[idx], dtype=np.float32))
-            y = torch.from_numpy(np.asarray(self.labels[idx]))
-            yield x.to(self.device), y.to(self.device)
 
 
 class ConvLearner(Learner):
     """A Learner for convolutional classifiers; build one with `ConvLearner.pretrained` (or `from_model_data`).
 
-    BatchNorm policy, in one place: by default (fastai 1+) the BatchNorm layers inside frozen layer groups keep
-    training their affine parameters and running statistics. `bn_freeze(True)` (fastai 0.7) instead holds every
-    backbone BatchNorm in eval mode at the start of each training phase, so its statistics stay fixed and its
-    output is the same in train and eval mode.
-
     Precompute: with `precompute=True` the frozen body runs once over train, valid and test (with the
     *validation* transforms: augmentation has no effect while it is on), its pooled activations are cached on
-    disk (memory-mapped) and only the head trains on them. `learn.precompute = False` goes back to the whole
-    model with augmentation and keeps the head's weights.
+    disk (memory-mapped, see `precompute.PrecomputedFeatures`) and only the head trains on them. Setting it records
+    the wish; the cache is built when first needed (the next fit, prediction or lr_find). `learn.precompute = False`
+    goes back to the whole model with augmentation and keeps the head's weights.
+
+    BatchNorm: see `freeze.py` (frozen groups hold their BatchNorm in eval mode; `bn_freeze(True)` holds every
+    backbone BatchNorm; `train_bn=True` trains them).
     """
 
     def __init__(self, data: Any, model: nn.Module, spec: Optional[BackboneSpec] = None, **learner_kwargs: Any):
@@ -73,10 +41,7 @@ class ConvLearner(Learner):
         self.head_config: Optional[dict] = None
         self.pretrained_weights = spec is not None
         self.xtra_cut = 0
-        self.bn_frozen = False
         self.precompute_cache_dir: Optional[Path] = None
-        self._precompute = False
-        self._feature_loaders: dict = {}
 
     # ----------------------------------------------------------------------------------------- building
     @classmethod
@@ -129,151 +94,54 @@ class ConvLearner(Learner):
         """The new classifier head (the last child of the model)."""
         return self.model[-1]
 
-    # ---------------------------------------------------------------------------------- freezing / BN
+    # ------------------------------------------------------------------------------- precompute
     def _body_is_frozen(self) -> bool:
         """True when no non-BatchNorm parameter of the body would receive gradients."""
         for module in self.body.modules():
-            if isinstance(module, _BN_TYPES):
-                continue
-            if any(p.requires_grad for p in module.parameters(recurse=False)):
+            if not isinstance(module, BN_TYPES) and any(p.requires_grad for p in module.parameters(recurse=False)):
                 return False
         return True
 
     def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before `n`; unfreezing body groups turns precompute off (and says so)."""
-        if self._precompute and n < len(self.layer_groups) - 1:
+        if self.precompute and (n if n >= 0 else len(self.layer_groups) + n) < len(self.layer_groups) - 1:
             warnings.warn('unfreezing the body turns precompute off: the whole model now trains on augmented images',
                           stacklevel=2)
             self.precompute = False
         super().freeze_to(n)
 
-    def unfreeze(self) -> None:
-        """Make every layer group trainable (turns precompute off, with a warning, when it was on)."""
-        self.freeze_to(0)
-
-    def bn_freeze(self, do_freeze: bool = True) -> None:
-        """Hold every backbone BatchNorm in eval mode while training (fixed statistics, as fastai 0.7) or release it."""
-        self.bn_frozen = bool(do_freeze)
-
-    def before_train_mode(self) -> None:
-        """Called after `model.train()` at each training phase: puts the body's BatchNorms back in eval mode when frozen."""
-        super().before_train_mode()
-        if self.bn_frozen and self.spec is not None:
-            for module in self.body.modules():
-                if isinstance(module, _BN_TYPES):
-                    module.eval()
-
-    # -------------------------------------------------------------------------------------- precompute
     @property
     def precompute(self) -> bool:
         """Whether the head trains on cached body activations (see the class docstring)."""
-        return self._precompute
+        return self.precomputed is not None
 
     @precompute.setter
     def precompute(self, value: bool) -> None:
-        value = bool(value)
-        if value and self.spec is None:
+        if not value:
+            self.precomputed = None
+            return
+        if self.spec is None:
             raise ValueError('precompute=True needs a backbone/head model: build the learner with ConvLearner.pretrained')
-        if value and (self.custom_head or not self._body_is_frozen()):
+        if self.custom_head or not self._body_is_frozen():
             reason = 'a custom head' if self.custom_head else 'an unfrozen body'
             raise ValueError(f'precompute=True cannot be used with {reason}: the cached activations would go stale. '
                              'Call learn.freeze() first (and use the default head)')
-        self._precompute = value
-        self._feature_loaders = {}
-        if value:
-            self._build_feature_loaders()
+        if self.precomputed is None:
+            identity = {'backbone': self.spec.name, 'pretrained': bool(self.pretrained_weights),
+                        'xtra_cut': int(self.xtra_cut)}
+            self.precomputed = PrecomputedFeatures(self.body, self.head[:HEAD_POOL_LAYERS],
+                                                   self.head[HEAD_POOL_LAYERS:], self.data, identity,
+                                                   cache_dir=self.precompute_cache_dir)
 
-    def _cache_root(self) -> Path:
-        """`<data.path>/tmp/precompute` when writable (fastai 0.7's place), else the user's cache folder."""
-        if self.precompute_cache_dir is not None:
-            return Path(self.precompute_cache_dir)
-        preferred = Path(self.data.path) / 'tmp'
-        try:
-            preferred.mkdir(parents=True, exist_ok=True)
-            if os.access(preferred, os.W_OK):
-                return preferred / 'precompute'
-        except OSError:
-            pass
-        return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'learner' / 'precompute'
-
-    def _body_digest(self) -> str:
-        """A hash of the body's parameters and buffers, so a cache never outlives the weights it came from."""
-        digest = hashlib.sha256()
-        for name, tensor in self.body.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:24]
-
-    def _precompute_key(self) -> dict:
-        splits = ['train', 'valid'] + (['test'] if self.data.test_dl is not None else [])
-        return {'backbone': self.spec.name, 'pretrained': bool(getattr(self, 'pretrained_weights', True)),
-                'xtra_cut': int(getattr(self, 'xtra_cut', 0)), 'body': self._body_digest(),
-                'tfms': self.data.tfms_signature(), 'data': {s: self.data.fingerprint(s) for s in splits}}
-
-    def _feature_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        pool = self.head[:HEAD_POOL_LAYERS]
-        body = self.body
-
-        def features(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 2 * n_features)
-            return pool(body(x))
-        return features
-
-    def _build_feature_loaders(self) -> None:
-        """Compute (or reuse) the cached activations of every split and wrap them as loaders."""
-        key = self._precompute_key()
-        cache = ActivationCache(self._cache_root(), key)
-        self.activation_cache = cache
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for split in key['data']:
-                    loader = self.data.loader(split)
-                    feats, labels = cache.get_or_build(split, self._feature_fn(), loader, len(loader.dataset),
-                                                       self.device)
-                    self._feature_loaders[split] = CachedFeatureLoader(
-                        feats, labels, self.data.bs, shuffle=(split == 'train'), device=self.device)
-        finally:
-            self.model.train(was_training)
-
-    def get_loader(self, split: str):
-        """The (x, y) batches of a split: cached features while precompute is on, else the DataBunch's loader."""
-        if self._precompute:
-            if split not in self._feature_loaders:
-                return None
-            return self._feature_loaders[split]
-        return super().get_loader(split)
-
-    @property
-    def active_model(self) -> nn.Module:
-        """The head after pooling while precompute is on, else the whole model."""
-        if self._precompute:
-            return self.head[HEAD_POOL_LAYERS:]
-        return self.model
-
-    # ------------------------------------------------------------------------- data swap, TTA
     def set_data(self, data: Any, precompute: Optional[bool] = None) -> None:
-        """Swap in another DataBunch (progressive resizing); freeze state is kept, the cache follows the new data."""
-        self.data = data
-        if hasattr(data, 'to'):
-            data.to(self.device)
-        turn_on = self._precompute if precompute is None else precompute
-        self._precompute = False
-        self._feature_loaders = {}
-        if turn_on:
-            self.precompute = True
+        """Swap in another DataBunch (progressive resizing); the freeze state is kept and so is precompute unless
+        `precompute` says otherwise (the cache follows the new data and size)."""
+        super().set_data(data)
+        if precompute is not None:
+            self.precompute = precompute
 
     def export(self, path: Union[str, Path, None] = None) -> Path:
         """Write weights, backbone name, head settings, classes and normalization as plain data (default
         `<path>/models/export.pth`); `load_learner(path)` rebuilds it for inference."""
         target = Path(path) if path is not None else Path(self.path) / self.model_dir / 'export.pth'
         return export_learner(self, target)
-
-    def TTA(self, n_aug: int = 4, is_test: bool = False) -> tuple:
-        """Test-time augmentation: `(log_preds (n_aug + 1, N, C), y)` numpy, pass 0 plain, the rest with the
-        training transforms on the valid (or test) images. Average with `np.mean(np.exp(log_preds), 0)`."""
-        return tta_log_preds(self, n_aug=n_aug, is_test=is_test)
-
-    def tta(self, n_aug: int = 4, beta: float = 0.4, is_test: bool = False) -> tuple:
-        """fastai 1+ style TTA: `(probs (N, C), y)` = (1 - beta) * plain + beta * mean of the augmented passes."""
-        return tta_probs(self, n_aug=n_aug, beta=beta, is_test=is_test)

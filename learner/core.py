@@ -1,13 +1,19 @@
-"""Small helpers every module shares: the default device, tensor/numpy conversion, random-number state."""
+"""Small helpers every module shares: the default device, tensor/numpy conversion, random-number state, and the
+`Stage` the training loop runs."""
 from __future__ import annotations
 
+import contextlib
 import random
-from typing import Any
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state']
+__all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state', 'Stage', 'stop_at_batch_end']
 
 
 def default_device() -> torch.device:
@@ -53,3 +59,41 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(('MT19937', np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss))
     py_version, py_internal, py_gauss = state['python']
     random.setstate((py_version, tuple(py_internal), py_gauss))
+
+
+@dataclass
+class Stage:
+    """What the loop runs: the module that computes outputs from a batch's x, and the loaders it reads.
+
+    Normally the whole model over the DataBunch's loaders; with precompute, the trainable part of the head over
+    batches of cached body features (see `precompute.PrecomputedFeatures.stage`).
+    """
+    model: nn.Module
+    train: Optional[Any]
+    valid: Optional[Any]
+    test: Optional[Any] = None
+
+    def loader(self, split: str) -> Optional[Any]:
+        """The loader of 'train', 'valid' or 'test' (None when there is no such split)."""
+        if split not in ('train', 'valid', 'test'):
+            raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+        return getattr(self, split)
+
+
+@contextlib.contextmanager
+def stop_at_batch_end(request_stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, the first Ctrl-C calls `request_stop()` (the loop then ends after the current batch) and a
+    second one interrupts at once. Outside the main thread, signals cannot be caught: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        request_stop()
+        signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

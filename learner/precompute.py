@@ -1,4 +1,8 @@
-"""An on-disk, memory-mapped cache of a frozen body's activations, keyed by everything that shapes them.
+"""Precompute as a data source: a frozen body's activations, cached on disk, memory-mapped, and served as batches.
+
+`PrecomputedFeatures` owns everything about it: the key, the folder, the build and the loaders; the training loop
+only asks it for a `Stage` (the head to train and the loaders of cached features). `ActivationCache` is the store
+underneath, keyed by everything that shapes the activations.
 
 Why: with a frozen body, training the head on stored activations is many times faster than running the body
 every epoch (fastai 0.7's `precompute=True`). 0.7 keyed its cache by architecture and size only, so changed
@@ -25,12 +29,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ['ActivationCache', 'key_digest']
+from .core import Stage
+
+__all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
 
 _DTYPES = {'float32': ('f32', np.float32), 'float16': ('f16', np.float16)}
 
@@ -178,3 +185,104 @@ class ActivationCache:
         """The key and which splits are built (for logs and `learn.summary()`)."""
         return {'path': str(self.path), 'key': self.key, 'dtype': self.dtype,
                 'built': {s: self.is_built(s) for s in ('train', 'valid', 'test')}}
+
+
+class CachedFeatureLoader:
+    """Batches of cached features `(x (B, F) float32, y)` on `device`.
+
+    The training split is reshuffled every epoch (from numpy's global generator, so seeds fix it) and, like the
+    image loaders, drops a last batch of one item (BatchNorm in the head cannot train on a single row).
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device):
+        self.features, self.labels = features, labels
+        self.bs, self.shuffle, self.device = bs, shuffle, device
+
+    def __len__(self) -> int:
+        n_batches = -(-len(self.features) // self.bs)
+        return n_batches - int(self.shuffle and len(self.features) % self.bs == 1 and n_batches > 1)
+
+    def __iter__(self) -> Iterator:
+        n = len(self.features)
+        order = np.random.permutation(n) if self.shuffle else np.arange(n)
+        for start in range(0, len(self) * self.bs, self.bs):
+            idx = np.sort(order[start:start + self.bs]) if self.shuffle else order[start:start + self.bs]
+            x = torch.from_numpy(np.ascontiguousarray(self.features[idx], dtype=np.float32))
+            y = torch.from_numpy(np.asarray(self.labels[idx]))
+            yield x.to(self.device), y.to(self.device)
+
+
+def cache_root(data_path: Union[str, Path]) -> Path:
+    """`<data path>/tmp/precompute` when writable (fastai 0.7's place), else `$XDG_CACHE_HOME/learner/precompute`."""
+    preferred = Path(data_path) / 'tmp'
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        if os.access(preferred, os.W_OK):
+            return preferred / 'precompute'
+    except OSError:
+        pass
+    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'learner' / 'precompute'
+
+
+def _weights_digest(module: nn.Module) -> str:
+    """A hash of a module's parameters and buffers, so a cache never outlives the weights it came from."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class PrecomputedFeatures:
+    """The activations of `features = pool(body(x))` for every split of `data`, with the validation transforms
+    (augmentation has no effect on cached features), and the head that trains on them.
+
+    Nothing is computed when this object is made: `stage()` builds (or finds on disk) what its key names, the first
+    time it is asked and again whenever the key changes: other body weights, files, labels, size or transforms.
+
+    Args:
+        body: the frozen backbone body; pool: what turns its output into a flat vector; head: the trainable rest.
+        data: the DataBunch (its `loader(split)`, `fingerprint(split)`, `tfms_signature()`, `bs`, `path`).
+        identity: what names the body beyond its weights (backbone name, pretrained flag, xtra_cut).
+        cache_dir: where caches live (None: `cache_root(data.path)`).
+    """
+
+    def __init__(self, body: nn.Module, pool: nn.Module, head: nn.Module, data: Any, identity: dict,
+                 cache_dir: Union[str, Path, None] = None):
+        self.body, self.pool, self.head, self.data = body, pool, head, data
+        self.identity, self.cache_dir = dict(identity), cache_dir
+        self.cache: Optional[ActivationCache] = None
+        self._stage: Optional[Stage] = None
+
+    def key(self) -> dict:
+        """Everything the cached activations depend on (hashing the body's weights takes ~10 ms per 4M params)."""
+        splits = ['train', 'valid'] + (['test'] if getattr(self.data, 'test_dl', None) is not None else [])
+        return {**self.identity, 'body': _weights_digest(self.body), 'tfms': self.data.tfms_signature(),
+                'data': {s: self.data.fingerprint(s) for s in splits}}
+
+    def stage(self) -> Stage:
+        """The head and loaders of cached features, building the cache first when the key has changed."""
+        key = self.key()
+        if self._stage is None or self.cache is None or self.cache.key != key:
+            self._stage = self._build(key)
+        return self._stage
+
+    def _build(self, key: dict) -> Stage:
+        root = Path(self.cache_dir) if self.cache_dir is not None else cache_root(self.data.path)
+        self.cache = ActivationCache(root, key)
+        device = next(self.head.parameters()).device
+        modules = (self.body, self.pool)
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        loaders = {}
+        try:
+            for split in key['data']:
+                loader = self.data.loader(split)
+                feats, labels = self.cache.get_or_build(split, lambda x: self.pool(self.body(x)), loader,
+                                                        len(loader.dataset), device)
+                loaders[split] = CachedFeatureLoader(feats, labels, self.data.bs, split == 'train', device)
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+        return Stage(self.head, loaders['train'], loaders['valid'], loaders.get('test'))

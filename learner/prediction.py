@@ -1,107 +1,95 @@
-"""Prediction half of the Learner: log-probabilities for the validation/test sets, arrays and single images.
+"""The Learner's prediction methods: validation/test predictions, arrays, single images and test-time augmentation,
+all through the one eval loop in `inference.py`.
 
-A mixin so that `learner.py` keeps only the training loop; it relies on the Learner's `active_model`, `data`,
-`device`, `get_loader` and `_amp_dtype`.
+Uses the Learner's `data`, `model`, `device`, `amp_dtype`, `stage()` and `gather` (None on one process).
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .core import to_numpy
-from .data.images import open_image
+from .data.transforms import tfms_from_stats
+from .inference import (blend_tta, collect_outputs, image_batch, task_kind, to_predictions, to_probabilities,
+                        tta_predictions)
 
 __all__ = ['PredictionMixin']
 
 
 class PredictionMixin:
-    """`predict`, `predict_with_targs`, `get_preds`, `predict_array`, `predict_image` (all eval mode, no grad)."""
+    """`predict`, `predict_with_targs`, `get_preds`, `predict_dl`, `predict_array`, `predict_image`, `TTA`, `tta`.
 
-    def _log_probs(self, out: torch.Tensor) -> torch.Tensor:
-        out = out.float()
-        if getattr(self.data, 'is_multi', False):
-            return F.logsigmoid(out)
-        if getattr(self.data, 'is_reg', False):
-            return out
-        return F.log_softmax(out, dim=-1)
+    Predictions are log-probabilities for single-label data, probabilities for multi-label data (as fastai 0.7's
+    sigmoid-ended models gave) and values for regression; see `inference.py`.
+    """
 
-    def _outputs(self, loader) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Raw outputs and targets of every batch of `loader`, on the CPU, in loader order (eval mode, no grad)."""
-        model = self.active_model
-        was_training = model.training
-        model.eval()
-        outs, ys = [], []
-        try:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=self._amp_dtype,
-                                                 enabled=self._amp_dtype is not None):
-                for xb, yb in loader:
-                    outs.append(model(xb).float().cpu())
-                    ys.append(yb.cpu())
-        finally:
-            model.train(was_training)
-        return torch.cat(outs), torch.cat(ys)
+    @property
+    def kind(self) -> str:
+        """'single', 'multi' or 'regression': what the data asks of the model (decides what predictions are)."""
+        return task_kind(self.data)
+
+    def _loader_of(self, split: str, whole_model: bool = False):
+        stage = self.stage()
+        loader = self.data.loader(split) if whole_model else stage.loader(split)
+        if loader is None:
+            extra = ' (test_name=... when building it)' if split == 'test' else ''
+            raise ValueError(f'the data has no {split} set: build the DataBunch with one{extra}')
+        return (self.model if whole_model else stage.model), loader
 
     def predict_with_targs(self, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-        """`(log_preds (N, C), y (N,))` numpy for the validation (or test) set, in data-set order."""
-        split = 'test' if is_test else 'valid'
-        loader = self.get_loader(split)
-        if loader is None:
-            raise ValueError(f'the data has no {split} set: build the DataBunch with one (test_name=... for test)')
-        out, y = self._outputs(loader)
-        return to_numpy(self._log_probs(out)), to_numpy(y)
+        """`(preds (N, C), y)` numpy for the validation (or test) set, in data-set order. While precompute is on, the
+        head runs on the cached features (the same predictions as the whole model on the validation transforms)."""
+        model, loader = self._loader_of('test' if is_test else 'valid')
+        out, y = collect_outputs(model, loader, self.amp_dtype, self.gather)
+        return to_predictions(out, self.kind).numpy(), y.numpy()
 
     def predict(self, is_test: bool = False) -> np.ndarray:
-        """Log-probabilities (N, C) numpy for the validation (or test) set, in data-set order (fastai 0.7)."""
+        """Predictions (N, C) numpy for the validation (or test) set, in data-set order (fastai 0.7)."""
         return self.predict_with_targs(is_test)[0]
 
     def get_preds(self, ds: str = 'valid') -> Tuple[np.ndarray, np.ndarray]:
-        """`(probs (N, C), y (N,))` numpy for ds 'valid' or 'test' (probabilities: softmax, or sigmoid multi-label)."""
+        """`(probs (N, C), y)` numpy for ds 'valid' or 'test': softmax, or per-class sigmoid for multi-label."""
         if ds not in ('valid', 'test'):
             raise ValueError(f"ds must be 'valid' or 'test', got {ds!r}")
-        log_preds, y = self.predict_with_targs(is_test=ds == 'test')
-        return (log_preds if getattr(self.data, 'is_reg', False) else np.exp(log_preds)), y
+        preds, y = self.predict_with_targs(is_test=ds == 'test')
+        return to_probabilities(preds, self.kind), y
+
+    def predict_dl(self, dl: Any) -> np.ndarray:
+        """Predictions for any iterable of `(x, y)` batches already on the device (the whole model)."""
+        return to_predictions(collect_outputs(self.model, dl, self.amp_dtype)[0], self.kind).numpy()
 
     def predict_array(self, arr: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
-        """Log-probabilities numpy for a normalised NCHW batch (numpy or tensor), in batches of `data.bs`."""
+        """Predictions for a normalized (N, C, H, W) batch (numpy or tensor), run in chunks of `data.bs`."""
         x = torch.as_tensor(np.asarray(arr) if not isinstance(arr, torch.Tensor) else arr).float()
         bs = int(getattr(self.data, 'bs', 64) or 64)
-        batches = [(x[i:i + bs].to(self.device), torch.zeros(len(x[i:i + bs]))) for i in range(0, len(x), bs)]
-        out, _ = self._outputs(batches)
-        return to_numpy(self._log_probs(out))
+        batches = ((x[i:i + bs].to(self.device), torch.zeros(len(x[i:i + bs]))) for i in range(0, len(x), bs))
+        return self.predict_dl(batches)
 
     def predict_image(self, img: Any) -> Tuple[Any, np.ndarray]:
-        """`(class, probabilities)` for one image: a path, a PIL image or an HxWx3 uint8 array.
-
-        With a DataBunch the validation pipeline of `data.val_ds.tfms` and its normalisation stats are applied;
-        otherwise the image is resized (shorter side to `data.sz`), centre-cropped and normalised with `data.stats`.
-        """
-        from PIL import Image
-        if isinstance(img, (str, os.PathLike)):
-            arr = open_image(img)
-        else:
-            arr = np.asarray(img.convert('RGB') if isinstance(img, Image.Image) else img, dtype=np.uint8)
+        """`(class, probabilities (C,))` for one image (a path, a PIL image or an HxWx3 uint8 array), through the
+        validation transforms and normalization of `data.val_ds` (data without them: resize and centre-crop to
+        `data.sz`, normalize with `data.stats`)."""
         tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
-        if callable(tfms) and hasattr(tfms, 'normalize'):
-            x = tfms.normalize(tfms(arr))[None]   # (1, 3, sz, sz)
-        else:
-            x = self._resize_normalise(Image.fromarray(arr))
-        probs = np.exp(self.predict_array(x)[0])
+        if not hasattr(tfms, 'normalize'):
+            tfms = tfms_from_stats(getattr(self.data, 'stats', None), self.data.sz)[1]
+        x = image_batch(img, tfms, self.device)
+        probs = to_probabilities(self.predict_dl([(x, torch.zeros(1))])[0], self.kind)
         classes = getattr(self.data, 'classes', None)
         idx = int(np.argmax(probs))
-        return (classes[idx] if classes is not None else idx), probs
+        return (classes[idx] if classes else idx), probs
 
-    def _resize_normalise(self, img) -> np.ndarray:
-        """PIL image -> (1, 3, sz, sz) normalised float array: shorter side to sz, centre crop, `data.stats`."""
-        from PIL import Image
-        sz = int(getattr(self.data, 'sz', None) or min(img.size))
-        scale = sz / min(img.size)
-        img = img.resize((max(sz, round(img.width * scale)), max(sz, round(img.height * scale))), Image.BILINEAR)
-        left, top = (img.width - sz) // 2, (img.height - sz) // 2
-        arr = np.asarray(img.crop((left, top, left + sz, top + sz)), dtype=np.float32) / 255  # (sz, sz, 3)
-        mean, std = getattr(self.data, 'stats', (np.zeros(3), np.ones(3)))
-        arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-        return arr.transpose(2, 0, 1)[None]
+    def TTA(self, n_aug: int = 4, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """Test-time augmentation: `(preds (n_aug + 1, N, C), y)` numpy; pass 0 with the validation transforms, the
+        others with the training transforms, on the validation (or test) images. Always the whole model (also while
+        precompute is on). Single-label: average with `np.mean(np.exp(preds), 0)`; multi-label: `np.mean(preds, 0)`.
+        `y` holds the test labels when the data has them, else zeros (fastai 0.7)."""
+        split = 'test' if is_test else 'valid'
+        model, plain = self._loader_of(split, whole_model=True)
+        augmented = self.data.loader(split, augment=True)
+        return tta_predictions(model, plain, augmented, n_aug, self.kind, self.amp_dtype, self.gather)
+
+    def tta(self, n_aug: int = 4, beta: float = 0.4, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """fastai 1+ TTA: `(probs (N, C), y)` = (1 - beta) * plain + beta * mean of the augmented passes."""
+        preds, y = self.TTA(n_aug=n_aug, is_test=is_test)
+        return blend_tta(preds, self.kind, beta), y

@@ -9,7 +9,7 @@ import torch
 from learner.callbacks.base import EVENTS, CancelBatch, CancelFit, CancelValidate, Callback
 from learner.callbacks.tracking import EarlyStopping, SaveBest
 
-from test_schedule import _learner  # noqa: E402  (tiny 4-batch learner)
+from conftest import vector_learner as _learner  # noqa: E402  (tiny 4-batch learner)
 
 
 class Log(Callback):
@@ -128,9 +128,9 @@ def test_interrupt_or_error_at_any_event_leaves_the_learner_usable(tmp_path, eve
     with pytest.raises(exc):
         learn.fit(0.01, 1, callbacks=[Raise()])
     assert not learn.training and learn.dl is None
-    assert all(not handlers for handlers in learn._handlers.values())  # the fit's callbacks are gone
+    assert learn.callbacks == [] and learn.fit_stage is None  # the fit's callbacks are gone
     weights = [p.detach().clone() for p in learn.model.parameters()]
     result = learn.fit(0.05, 1)  # the next fit runs normally, from the weights that were left
     assert len(result) == 1 + len(learn.metric_names) and math.isfinite(result[0])
     assert any(not torch.equal(a, b) for a, b in zip(weights, learn.model.parameters()))
-    assert len(learn.predict()) == sum(len(y) for _, y in learn.get_loader("valid"))
+    assert len(learn.predict()) == sum(len(y) for _, y in learn.stage().valid)

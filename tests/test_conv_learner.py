@@ -11,7 +11,9 @@ from learner.conv_learner import ConvLearner
 from learner.data.databunch import ImageClassifierData
 from learner.data.transforms import tfms_from_model, transforms_side_on
 from learner.export import load_learner
+from learner.freeze import apply_train_mode
 from learner.persistence import UnsafeCheckpointError
+from learner.precompute import cache_root
 
 ARCH = 'efficientnet_lite0'
 
@@ -59,26 +61,49 @@ def test_starts_frozen_and_frozen_weights_do_not_move(learn):
     assert any(not torch.equal(b, p) for b, p in zip(before_head, learn.head.parameters()))
 
 
-def test_default_bn_policy_trains_bn_in_frozen_groups(learn):
-    bn = next(m for m in learn.body.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    stats_before = bn.running_mean.clone()
-    learn.fit(1e-2, 1)
-    assert not torch.equal(stats_before, bn.running_mean), 'fastai 1+ default: frozen-group BN statistics update'
+def _train_mode_output(learn, x):
+    apply_train_mode(learn.model, learn.layer_groups, learn.n_frozen, learn.train_bn, learn.bn_frozen)
+    with torch.no_grad():
+        return learn.body(x)
 
 
-def test_bn_freeze_keeps_stats_and_train_mode_equals_eval_mode(learn):
-    learn.bn_freeze(True)
+def test_default_bn_policy_holds_frozen_bn_in_eval_mode(learn):
+    """fastai 0.7 / Keras: a frozen group's BatchNorm keeps its statistics and gives eval-mode outputs."""
     bns = [m for m in learn.body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     stats_before = [m.running_mean.clone() for m in bns]
     learn.fit(1e-2, 1)
+    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats_before, bns))
+    assert all(not p.requires_grad for m in bns for p in m.parameters())
+    x, _ = next(iter(learn.data.val_dl))
+    learn.model.eval()
+    with torch.no_grad():
+        eval_out = learn.body(x)
+    assert torch.allclose(_train_mode_output(learn, x), eval_out, atol=1e-6)
+    learn.unfreeze()  # unfrozen: BatchNorm trains again
+    assert not torch.allclose(_train_mode_output(learn, x), eval_out, atol=1e-3)
+
+
+def test_train_bn_trains_bn_in_frozen_groups(shapes):
+    learn = ConvLearner.pretrained(ARCH, get_data(shapes), progress=False, train_bn=True)
+    bn = next(m for m in learn.body.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    stats_before = bn.running_mean.clone()
+    learn.fit(1e-2, 1)
+    assert not torch.equal(stats_before, bn.running_mean), 'fastai 1+: frozen-group BN statistics update'
+    assert all(p.requires_grad for p in bn.parameters())
+
+
+def test_bn_freeze_keeps_stats_and_train_mode_equals_eval_mode_even_unfrozen(learn):
+    learn.unfreeze()
+    learn.bn_freeze(True)
+    bns = [m for m in learn.body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats_before = [m.running_mean.clone() for m in bns]
+    learn.fit(1e-3, 1)
     assert all(torch.equal(s, m.running_mean) for s, m in zip(stats_before, bns))
     x, _ = next(iter(learn.data.val_dl))
     learn.model.eval()
     with torch.no_grad():
         eval_out = learn.body(x)
-        learn.model.train(); learn.before_train_mode()
-        train_out = learn.body(x)
-    assert torch.allclose(train_out, eval_out, atol=1e-6)
+    assert torch.allclose(_train_mode_output(learn, x), eval_out, atol=1e-6)
 
 
 def test_precompute_head_gives_the_same_predictions_as_the_full_model(learn):
@@ -92,7 +117,8 @@ def test_precompute_head_gives_the_same_predictions_as_the_full_model(learn):
 
 
 def _cache_folders(learn):
-    root = learn._cache_root()
+    learn.stage()  # the cache is built when first needed
+    root = cache_root(learn.data.path)
     return {p.name for p in root.iterdir() if p.is_dir()} if root.exists() else set()
 
 

@@ -12,6 +12,8 @@ from torch import nn
 from learner.models import create_body, get_backbone, num_features
 from learner.models import efficientnet_lite as lite
 
+from conftest import require
+
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 ANT, BEE = 310, 309  # ImageNet class indices
 
@@ -75,9 +77,7 @@ def _centre_crop(path: Path, size: int = 224) -> torch.Tensor:
 
 
 def test_pretrained_model_recognises_ants_and_bees(pretrained):
-    folder = SHARED / 'data' / 'hymenoptera' / 'val'
-    if not folder.exists():
-        pytest.skip(f'{folder} is absent (needs the ../shared checkout)')
+    folder = require(SHARED / 'data' / 'hymenoptera' / 'val', 'the hymenoptera photos')
     ants = sorted((folder / 'ants').glob('*.jpg'))[:6]
     bees = sorted((folder / 'bees').glob('*.jpg'))[:6]
     x = torch.stack([_centre_crop(p) for p in ants + bees])

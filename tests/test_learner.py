@@ -6,14 +6,13 @@ import signal
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from learner.callbacks.base import Callback
 from learner.learner import Learner, NonFiniteLossError
 from learner.metrics import accuracy
 
-from _core_helpers import ArrayData, tiny_cnn
-from test_schedule import _learner
+from conftest import ArrayData, tiny_cnn
+from conftest import vector_learner as _learner
 
 
 @pytest.fixture(scope='module')
@@ -89,7 +88,7 @@ def test_nan_loss_stops_naming_epoch_and_batch(tmp_path):
 def test_decoupled_weight_decay_skips_bias_and_bn(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
-    from test_schedule import _Data
+    from conftest import VectorData as _Data
     learn = Learner(_Data(tmp_path), model, progress=False, wd=0.1)
 
     class ZeroGrads(Callback):  # leaves only the weight decay to change the weights
@@ -105,10 +104,10 @@ def test_decoupled_weight_decay_skips_bias_and_bn(tmp_path):
     assert torch.equal(model[0].bias, b) and torch.equal(model[1].weight, bn)
 
 
-def test_freeze_keeps_frozen_params_and_trains_bn(tmp_path, shapes):
+def test_freeze_keeps_frozen_params_and_the_bn_policy(tmp_path, shapes):
     trn, val = shapes
     data = ArrayData((trn[0][:64], trn[1][:64]), (val[0][:32], val[1][:32]), tmp_path, bs=16)
-    learn = Learner.from_model_data(tiny_cnn(), data, progress=False)
+    learn = Learner.from_model_data(tiny_cnn(), data, progress=False, train_bn=True)
     learn.freeze()
     assert learn.n_frozen == 3
     conv = learn.model[0][0].weight.detach().clone()
@@ -116,11 +115,12 @@ def test_freeze_keeps_frozen_params_and_trains_bn(tmp_path, shapes):
     learn.fit(0.05, 1)
     assert torch.equal(learn.model[0][0].weight, conv)
     assert not torch.equal(learn.model[0][1].weight, bn_w)  # train_bn: BN inside frozen groups still learns
-    learn2 = Learner.from_model_data(tiny_cnn(), data, progress=False, train_bn=False)
+    learn2 = Learner.from_model_data(tiny_cnn(), data, progress=False)  # default: fastai 0.7's policy
     learn2.freeze()
-    bn_mean = learn2.model[0][1].running_mean.clone()
+    bn_w, bn_mean = learn2.model[0][1].weight.detach().clone(), learn2.model[0][1].running_mean.clone()
     learn2.fit(0.05, 1)
     assert torch.equal(learn2.model[0][1].running_mean, bn_mean)  # frozen BN kept in eval mode
+    assert torch.equal(learn2.model[0][1].weight, bn_w)  # and its parameters frozen
     learn.unfreeze()
     learn.fit(0.05, 1)
     assert not torch.equal(learn.model[0][0].weight, conv)
@@ -148,9 +148,18 @@ def test_recorder_history_and_plots(tmp_path):
     assert rec.smooth_losses[0] == pytest.approx(rec.losses[0])  # debiased: no pull towards 0
     assert rec.train_losses[0] == pytest.approx(np.mean(rec.losses[:4]), rel=1e-5)
     assert len(rec.metrics) == 2 and rec.metric_names == ['accuracy'] and len(rec.times) == 2
-    for fig in (rec.plot_loss(), rec.plot_lr(), rec.plot_metrics(), learn.sched.plot_lr(), learn.sched.plot_loss()):
-        assert isinstance(fig, Figure)
-    assert len(rec.plot_lr(show_moms=True).axes) == 2 and len(rec.plot_lr(show_moms=False).axes) == 1
+    loss_ax = rec.plot_loss().axes[0]
+    lines = {l.get_label(): l for l in loss_ax.get_lines()}
+    assert np.allclose(lines['train (batch)'].get_ydata(), rec.losses)
+    assert np.allclose(lines['valid'].get_ydata(), rec.valid_losses)
+    assert list(lines['valid'].get_xdata()) == rec.epoch_iters == [4, 8]
+    lr_ax, mom_ax = rec.plot_lr(show_moms=True).axes
+    assert np.allclose(lr_ax.get_lines()[0].get_ydata(), rec.lrs) and lr_ax.get_ylabel() == 'learning rate'
+    assert np.allclose(mom_ax.get_lines()[0].get_ydata(), rec.moms)
+    assert len(rec.plot_lr(show_moms=False).axes) == 1
+    metric_ax = rec.plot_metrics().axes[0]
+    assert metric_ax.get_title() == 'accuracy'
+    assert np.allclose(metric_ax.get_lines()[0].get_ydata(), [row[0] for row in rec.metrics])
 
 
 def test_predict_variants_and_summary(tmp_path, capsys):
@@ -210,7 +219,7 @@ def test_summary_of_a_model_that_only_runs_in_training_mode(tmp_path, capsys):
                 self.means = x.mean(0)
             return x - self.means
 
-    from test_schedule import _Data
+    from conftest import VectorData as _Data
     learn = Learner(_Data(tmp_path), TrainOnlyNorm(), progress=False)
     text = learn.summary()
     assert 'lin' in text and '(2, 2)' in text

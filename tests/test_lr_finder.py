@@ -6,12 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from learner.learner import Learner
 
-from test_schedule import _Data
+from conftest import VectorData as _Data
 
 
 def _bn_learner(tmp_path):
@@ -41,7 +40,8 @@ def test_lr_find_restores_weights_buffers_optimizer_and_rng(tmp_path):
     assert all(torch.equal(new_state[k]['momentum_buffer'], bufs[k]) for k in bufs)
     assert [g['lr'] for g in learn.opt.param_groups] == lrs
     assert not learn.model.training
-    assert len(learn.recorder.lr_find_lrs) == 12 and len(learn.recorder.valid_losses) == 1  # history kept
+    assert len(learn.recorder.lr_find_lrs) == 12
+    assert learn.recorder.lrs == learn.recorder.lr_find_lrs  # like 0.7's sched: the recorder now holds the sweep
 
 
 def test_lr_find_stops_early_on_divergence_and_suggests(tmp_path):
@@ -52,8 +52,12 @@ def test_lr_find_stops_early_on_divergence_and_suggests(tmp_path):
     assert 1e-4 <= sugg.steep <= 1e6 and 1e-5 <= sugg.min_div10 <= 1e5
     lrs = np.array(learn.recorder.lr_find_lrs)
     assert np.allclose(np.diff(np.log(lrs)), np.log(1e10) / 99)  # exponential sweep
-    fig = learn.sched.plot()
-    assert isinstance(fig, Figure)
+    fig = learn.sched.plot(n_skip=0, n_skip_end=0)
+    curve = fig.axes[0].get_lines()[0]
+    assert np.allclose(curve.get_xdata(), lrs) and np.allclose(curve.get_ydata(), learn.recorder.lr_find_losses)
+    assert fig.axes[0].get_xscale() == 'log'
+    sweep = learn.sched.plot_lr(show_moms=False).axes[0].get_lines()[0]   # 0.7: plot_lr after lr_find is the sweep
+    assert np.allclose(sweep.get_ydata(), lrs)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(l.startswith('steep') for l in labels) and any(l.startswith('min_div10') for l in labels)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_schedule import _learner
+from conftest import vector_learner as _learner
 
 
 def test_save_load_round_trips_predictions_exactly(tmp_path):

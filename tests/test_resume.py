@@ -20,7 +20,7 @@ from learner import persistence
 from learner.callbacks import CheckpointMismatchError, SaveEvery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _core_helpers import ArrayData, tiny_cnn  # noqa: E402
+from conftest import ArrayData, tiny_cnn  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 N_EPOCHS = 4
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     import torch
     from torch import nn
-    from _core_helpers import ArrayData, tiny_cnn
+    from conftest import ArrayData, tiny_cnn
     from learner import Learner
     from learner.callbacks import Callback
 

@@ -5,31 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from learner.callbacks.schedule import (clr_beta, one_cycle_factor, sched_cos, sched_exp, sched_lin,
                                         sgdr_cycle_starts)
-from learner.learner import Learner
 
-
-class _Data:
-    """20 random items, 4 batches of 5 per epoch."""
-
-    def __init__(self, tmp_path, n=20, bs=5):
-        g = torch.Generator().manual_seed(0)
-        x, y = torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g)
-        self.trn_dl = DataLoader(TensorDataset(x, y), batch_size=bs)
-        self.val_dl = DataLoader(TensorDataset(x, y), batch_size=bs)
-        self.test_dl, self.c, self.classes, self.is_multi, self.path = None, 2, ['a', 'b'], False, tmp_path
-        self.device = torch.device('cpu')
-
-
-def _learner(tmp_path, **kw):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    kw.setdefault('progress', False)
-    return Learner(_Data(tmp_path), model, **kw)
+from conftest import vector_learner as _learner
 
 
 def test_pure_schedules_endpoints():

@@ -1,15 +1,16 @@
-"""The callback protocol: event names, order constants and the cancel exceptions, in one place.
+"""The callback protocol: event names, order constants, the cancel exceptions and the dispatch, in one place.
 
-A callback is a class with methods named after events; the Learner calls them in `order` (lower first) and
+A callback is a class with methods named after events; `CallbackRunner` calls them in `order` (lower first) and
 sets `cb.learn` before the fit. A method whose name looks like an event but is not one (`after_epoc`) is a
 `TypeError` when the class is defined, so a typo can never silently do nothing.
 """
 from __future__ import annotations
 
 import difflib
-from typing import Any, Optional
+import sys
+from typing import Any, List, Optional, Sequence
 
-__all__ = ['EVENTS', 'Callback', 'CancelFit', 'CancelValidate', 'CancelBatch',
+__all__ = ['EVENTS', 'Callback', 'CallbackRunner', 'CancelFit', 'CancelValidate', 'CancelBatch',
            'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS']
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_loss', 'before_step', 'after_batch',
@@ -38,7 +39,8 @@ class CancelValidate(Exception):
 
 
 class CancelBatch(Exception):
-    """Raise in before_batch/after_loss/before_step to skip the rest of this batch (no step); `after_batch` still runs."""
+    """Raise in before_batch/after_loss/before_step to skip the rest of this batch (in training: no step; in
+    validation: the batch counts in neither the loss nor the metrics); `after_batch` still runs."""
 
 
 class Callback:
@@ -73,3 +75,55 @@ class Callback:
 
     def __repr__(self) -> str:
         return f'{self.name}(order={self.order})'
+
+
+_CANCELS = (CancelFit, CancelValidate, CancelBatch, KeyboardInterrupt)
+
+
+def _note(err: BaseException, text: str) -> None:
+    """Attach `text` to an exception once: `add_note` on Python 3.11+, else appended to a string message (3.10)."""
+    if getattr(err, '_learner_noted', False):
+        return
+    err._learner_noted = True
+    if sys.version_info >= (3, 11):
+        err.add_note(text)
+    elif err.args and isinstance(err.args[0], str):
+        err.args = (f'{err.args[0]} ({text})',) + err.args[1:]
+
+
+class CallbackRunner:
+    """The callbacks of one fit, sorted by `order`, and the dispatch of events to them.
+
+    Only methods a callback overrides are called, so an event costs nothing for callbacks that ignore it. An
+    exception from a handler (other than the cancels and Ctrl-C) is re-raised with a note naming the callback and
+    the event.
+
+    Args:
+        cbs: the callbacks (each gets `cb.learn = learn`).
+        learn: the Learner they act on.
+    """
+
+    def __init__(self, cbs: Sequence[Callback] = (), learn: Any = None):
+        self.callbacks: List[Callback] = sorted(cbs, key=lambda cb: cb.order)
+        for cb in self.callbacks:
+            cb.learn = learn
+        self._handlers = {e: [(cb, getattr(cb, e)) for cb in self.callbacks
+                              if getattr(type(cb), e, None) is not getattr(Callback, e, None)] for e in EVENTS}
+
+    def __call__(self, event: str) -> None:
+        for cb, handler in self._handlers[event]:
+            try:
+                handler()
+            except _CANCELS:
+                raise
+            except Exception as err:
+                _note(err, f'raised by callback {cb.name} at event {event}')
+                raise
+
+    def table(self) -> str:
+        """Which callbacks run at each event, in order (one line per event)."""
+        lines = []
+        for event in EVENTS:
+            names = [cb.name for cb, _ in self._handlers[event]]
+            lines.append(f'{event:16s} {", ".join(names) if names else "-"}')
+        return '\n'.join(lines)

@@ -52,10 +52,9 @@ class CheckpointMismatchError(ValueError):
 # --------------------------------------------------------------------------------------------- helpers
 def _fit_schedule(learn: Any) -> Optional[Callback]:
     """The schedule callback of the running fit (the one with a `describe()`), or None."""
-    for handlers in learn._handlers.values():
-        for cb, _ in handlers:
-            if callable(getattr(cb, 'describe', None)):
-                return cb
+    for cb in learn.callbacks:
+        if callable(getattr(cb, 'describe', None)):
+            return cb
     return None
 
 
@@ -85,12 +84,12 @@ def _loader_generators(loader: Any) -> List[torch.Generator]:
 
 def _rng_state(learn: Any) -> dict:
     """Every random state the next epoch depends on, as plain data."""
-    return {**rng_state(), 'loader': [g.get_state() for g in _loader_generators(learn.get_loader('train'))]}
+    return {**rng_state(), 'loader': [g.get_state() for g in _loader_generators(learn.fit_stage.train)]}
 
 
 def _set_rng_state(learn: Any, state: dict, file: Path) -> None:
     set_rng_state(state)
-    generators = _loader_generators(learn.get_loader('train'))
+    generators = _loader_generators(learn.fit_stage.train)
     if len(generators) != len(state['loader']):
         raise CheckpointMismatchError(
             f'{file} holds {len(state["loader"])} training-loader generator states but this training loader has '
@@ -125,8 +124,6 @@ class SaveEvery(Callback):
 
     def after_epoch(self) -> None:
         learn = self.learn
-        if getattr(learn, 'lr_finding', False):
-            return
         done = learn.epoch + 1
         if done % self.every == 0 or done == learn.n_epochs:
             self.last_file = atomic_torch_save(self.state(), learn._model_file(self.fname))
@@ -140,7 +137,7 @@ class SaveEvery(Callback):
                 'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(),
                 'scaler': learn.scaler.state_dict(),
                 'epoch': int(learn.epoch), 'n_epochs': int(learn.n_epochs),
-                'train_iter': int(learn.train_iter), 'n_batches': len(learn.get_loader('train')),
+                'train_iter': int(learn.train_iter), 'n_batches': len(learn.fit_stage.train),
                 'schedule': _describe_schedule(learn),
                 'log': {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in learn.log.items()},
                 'recorder': {f: list(getattr(recorder, f)) for f in _RECORDER_FIELDS},
@@ -167,8 +164,6 @@ class ResumeFromCheckpoint(Callback):
 
     def before_fit(self) -> None:
         learn = self.learn
-        if getattr(learn, 'lr_finding', False):
-            return
         file = learn._model_file(self.fname)
         if not file.exists():
             raise FileNotFoundError(f'resume=True but there is no checkpoint {file}: run the fit with '
@@ -195,7 +190,7 @@ class ResumeFromCheckpoint(Callback):
 
     def _check_same_fit(self, state: dict, file: Path) -> None:
         learn = self.learn
-        here = {'total epochs': learn.n_epochs, 'batches per epoch': len(learn.get_loader('train')),
+        here = {'total epochs': learn.n_epochs, 'batches per epoch': len(learn.fit_stage.train),
                 'schedule': _describe_schedule(learn)}
         saved = {'total epochs': state['n_epochs'], 'batches per epoch': state['n_batches'],
                  'schedule': state['schedule']}

@@ -1,15 +1,20 @@
-"""The LR range test: sweep the lr per batch, record the smoothed loss, stop when it diverges, suggest lrs."""
+"""The LR range test, all of it: the `LRFinder` callback (sweep the lr per batch, record the smoothed loss, stop when
+it diverges), `lr_find` (run the sweep as a short fit and put the learner back exactly as it was) and the
+suggestions read off the curve."""
 from __future__ import annotations
 
+import copy
 import math
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from ..core import rng_state, set_rng_state
+from ..optim import group_lrs
 from .base import ORDER_SCHEDULE, CancelFit, CancelValidate, Callback
 from .schedule import sched_exp, sched_lin
 
-__all__ = ['LRFinder', 'LRSuggestions', 'suggest_lrs']
+__all__ = ['LRFinder', 'LRSuggestions', 'suggest_lrs', 'lr_find', 'LRFindMixin']
 
 
 class LRSuggestions(NamedTuple):
@@ -80,3 +85,81 @@ class LRFinder(Callback):
 
     def before_validate(self) -> None:
         raise CancelValidate()
+
+
+def _snapshot(learn: Any) -> dict:
+    """Everything a training run changes that lr_find must put back."""
+    return {'model': copy.deepcopy(learn.model.state_dict()), 'opt': copy.deepcopy(learn.opt.state_dict()),
+            'wds': learn.wds.copy(), 'modes': [m.training for m in learn.model.modules()],
+            'rng': rng_state(), 'scaler': learn.scaler.state_dict()}
+
+
+def _restore(learn: Any, saved: dict) -> None:
+    learn.model.load_state_dict(saved['model'])
+    learn.opt.load_state_dict(saved['opt'])
+    learn.set_wds(saved['wds'])
+    for module, mode in zip(learn.model.modules(), saved['modes']):
+        module.training = mode
+    set_rng_state(saved['rng'])
+    if saved['scaler']:
+        learn.scaler.load_state_dict(saved['scaler'])
+
+
+def _sweep_start(learn: Any, start_lr: Any) -> tuple:
+    """(start lr of the last layer group, per-group ratios to it). An array `start_lr` (fastai 0.7: one start per
+    layer group) sets the ratios; a float keeps the ratios of the current differential lrs."""
+    n_groups = len(learn.layer_groups)
+    starts = np.atleast_1d(np.asarray(start_lr, dtype=np.float64))
+    if starts.size > 1:
+        if starts.size != n_groups or (starts <= 0).any():
+            raise ValueError(f'start_lr has {starts.size} values; give one float, or one positive value per layer '
+                             f'group ({n_groups})')
+        return float(starts[-1]), starts / starts[-1]
+    current = group_lrs(learn.opt, n_groups)
+    ratios = current / current[-1] if current[-1] > 0 and (current > 0).all() else np.ones(n_groups)
+    return float(starts[0]), ratios
+
+
+def lr_find(learn: Any, start_lr: Any = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+            wds: Any = None, linear: bool = False, callbacks: Optional[Sequence[Callback]] = None) -> LRSuggestions:
+    """Run the LR range test on `learn` (see `Learner.lr_find`); the learner ends exactly as it started.
+
+    The sweep runs with the learner's recorder and the finder only (plus `callbacks`), without progress bars or
+    the NaN stop (the finder itself stops at divergence); the recorder then holds the sweep, so
+    `learn.sched.plot_lr()` draws it, as in fastai 0.7.
+    """
+    if learn.opt is None:
+        learn.create_opt()
+    start, ratios = _sweep_start(learn, start_lr)
+    finder = LRFinder(start, end_lr, num_it, stop_div, linear, ratios=ratios)
+    n_batches = max(len(learn.stage().train), 1)
+    saved = _snapshot(learn)
+    on_nan, learn.on_nan = learn.on_nan, 'ignore'
+    try:
+        if wds is not None:
+            learn.set_wds(wds)
+        learn._run(math.ceil(num_it / n_batches), [learn.recorder, finder, *(callbacks or [])])
+    finally:
+        learn.on_nan = on_nan
+        _restore(learn, saved)
+    recorder = learn.recorder
+    recorder.lr_find_lrs, recorder.lr_find_losses = finder.lrs, finder.losses
+    recorder.lr_find_suggestions = suggest_lrs(finder.lrs, finder.losses)
+    return recorder.lr_find_suggestions
+
+
+class LRFindMixin:
+    """The Learner's `lr_find()` (the feature itself is this module)."""
+
+    def lr_find(self, start_lr: Any = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                wds: Any = None, linear: bool = False, callbacks: Optional[Sequence[Callback]] = None) -> LRSuggestions:
+        """LR range test: the lr swept from start_lr to end_lr (exponentially, or linearly) over `num_it` batches.
+
+        Afterwards the weights, BN buffers, optimizer state, train/eval modes and random-number state are exactly as
+        before. `start_lr` may be an array with one start per layer group (fastai 0.7: `learn.lr_find(lrs / 1000)`).
+        Results: `learn.sched.plot()` (loss against lr), `learn.sched.plot_lr()` (the sweep).
+
+        Returns:
+            LRSuggestions(steep, min_div10), also marked on the plot.
+        """
+        return lr_find(self, start_lr, end_lr, num_it, stop_div, wds, linear, callbacks)

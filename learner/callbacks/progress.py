@@ -6,12 +6,13 @@ Turn it off with `Learner(..., progress=False)`, `learn.progress = False`, or fo
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 
-from .base import ORDER_PROGRESS, Callback
+from .base import ORDER_PROGRESS, Callback, CallbackRunner
 
-__all__ = ['ProgressCallback', 'format_time']
+__all__ = ['ProgressCallback', 'ProgressMixin', 'format_time']
 
 
 def format_time(seconds: float) -> str:
@@ -83,3 +84,23 @@ class ProgressCallback(Callback):
         if self.mb is not None:
             self.mb.on_iter_end()
             self.mb = None
+
+
+class ProgressMixin:
+    """The Learner's display switches. Uses the Learner's `progress`, `recorder` and `cbs`."""
+
+    @contextlib.contextmanager
+    def no_bar(self):
+        """`with learn.no_bar(): ...` runs without progress bars or epoch lines."""
+        previous, self.progress = self.progress, False
+        try:
+            yield self
+        finally:
+            self.progress = previous
+
+    def show_training_loop(self, cbs=()) -> str:
+        """Print (and return) which callbacks would run at each event, in order, in a fit with these extra ones."""
+        extra = [ProgressCallback()] if self.progress else []
+        text = CallbackRunner([self.recorder, *self.cbs, *cbs, *extra], self).table()
+        print(text)
+        return text

@@ -34,7 +34,8 @@ class Recorder(Callback):
     """Per batch: lr and momentum (of the last layer group), raw and smoothed training loss. Per epoch: train loss,
     valid loss, metrics, seconds, iterations so far. Also holds the last LR range test (`lr_find_*`).
 
-    `learn.sched` is this object, so fastai 0.7's `learn.sched.plot()`, `.plot_lr()`, `.plot_loss()` work.
+    `learn.sched` is this object, so fastai 0.7's `learn.sched.plot()`, `.plot_lr()`, `.plot_loss()` work. Like 0.7's
+    `sched`, it describes the last fit or LR range test: right after `lr_find()`, `plot_lr()` draws the sweep.
     """
 
     order = ORDER_RECORDER
@@ -60,22 +61,18 @@ class Recorder(Callback):
 
     # ------------------------------------------------------------------------------------- events
     def before_fit(self) -> None:
-        if getattr(self.learn, 'lr_finding', False):
-            return
         self._reset()
         self.metric_names = list(self.learn.metric_names)
 
     def after_batch(self) -> None:
         learn = self.learn
-        if not learn.training or getattr(learn, 'lr_finding', False) or learn.loss is None:
+        if not learn.training or learn.loss is None:
             return
         self.lrs.append(learn.opt.param_groups[-1]['lr'])
         self.moms.append(learn.get_mom())
         self._pending.append(learn.loss.detach())
 
     def after_epoch(self) -> None:
-        if getattr(self.learn, 'lr_finding', False):
-            return
         self._flush()
         log = self.learn.log
         self.train_losses.append(log['train_loss'])

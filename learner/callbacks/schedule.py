@@ -15,7 +15,8 @@ import numpy as np
 from .base import ORDER_SCHEDULE, Callback
 
 __all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'one_cycle_factor', 'one_cycle_mom',
-           'sgdr_cycle_starts', 'clr_beta', 'ConstantLR', 'OneCycle', 'SGDR', 'CLRBeta']
+           'sgdr_cycle_starts', 'clr_beta', 'circular_lr', 'ConstantLR', 'OneCycle', 'SGDR', 'CLRBeta', 'CircularLR',
+           'fit_schedule']
 
 
 def sched_lin(start: float, end: float, pos: float) -> float:
@@ -75,6 +76,14 @@ def clr_beta(it: int, n_iter: int, div: float, pct: float, mom_max: float, mom_m
     return (1 + frac * (div - 1)) / div, mom_max - frac * (mom_max - mom_min)
 
 
+def circular_lr(it: int, n_iter: int, div: float, cut_div: float) -> float:
+    """fastai 0.7's `use_clr=(div, cut_div)` at iteration `it` of a cycle of `n_iter`, as a fraction of lr: linear
+    1/div -> 1 over the first n_iter // cut_div iterations, then linear back towards 1/div at the cycle's end."""
+    cut = max(n_iter // cut_div, 1)
+    frac = it / cut if it <= cut else 1 - (it - cut) / max(n_iter - cut, 1)
+    return (1 + frac * (div - 1)) / div
+
+
 class _PerBatchSchedule(Callback):
     """Applies `self._at(iteration) -> (lr factor, momentum or None)` before every training batch."""
 
@@ -84,7 +93,7 @@ class _PerBatchSchedule(Callback):
         self.base_lrs = np.asarray(base_lrs, dtype=np.float64)
 
     def before_fit(self) -> None:
-        self.n_batches = max(len(self.learn.get_loader('train')), 1)
+        self.n_batches = max(len(self.learn.fit_stage.train), 1)
         self.n_iter = self.learn.n_epochs * self.n_batches
         self._apply(self.learn.train_iter)  # 0, or where a resumed fit left off
 
@@ -153,14 +162,18 @@ class SGDR(_PerBatchSchedule):
                 'n_cycle': int(self.n_cycle), 'eta_min_factor': float(self.eta_min_factor)}
 
     def before_fit(self) -> None:
-        n_batches = max(len(self.learn.get_loader('train')), 1)
+        n_batches = max(len(self.learn.fit_stage.train), 1)
         starts = sgdr_cycle_starts(self.cycle_len, self.cycle_mult, self.n_cycle)
         self.starts_iter = [round(s * n_batches) for s in starts]  # cycle boundaries in iterations
         super().before_fit()
 
-    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+    def _cycle_bounds(self, it: int) -> Tuple[int, int]:
+        """First and one-past-last iteration of the cycle holding iteration `it`."""
         cycle = max(i for i, s in enumerate(self.starts_iter[:-1]) if s <= it) if it > 0 else 0
-        start, end = self.starts_iter[cycle], self.starts_iter[cycle + 1]
+        return self.starts_iter[cycle], self.starts_iter[cycle + 1]
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        start, end = self._cycle_bounds(it)
         return sched_cos(1.0, self.eta_min_factor, (it - start) / max(end - start, 1)), None
 
 
@@ -177,9 +190,43 @@ class CLRBeta(SGDR):
         return {**super().describe(), 'div': float(self.div), 'pct': float(self.pct), **moms}
 
     def _at(self, it: int) -> Tuple[float, Optional[float]]:
-        cycle = max(i for i, s in enumerate(self.starts_iter[:-1]) if s <= it) if it > 0 else 0
-        start, end = self.starts_iter[cycle], self.starts_iter[cycle + 1]
+        start, end = self._cycle_bounds(it)
         factor, mom = clr_beta(it - start, end - start, self.div, self.pct,
                                self.mom_max if self.mom_max is not None else 0.0,
                                self.mom_min if self.mom_min is not None else 0.0)
         return factor, (mom if self.mom_max is not None else None)
+
+
+class CircularLR(SGDR):
+    """fastai 0.7's `use_clr=(div, cut_div)`: a triangular cycle per SGDR cycle (see `circular_lr`); momentum as is."""
+
+    def __init__(self, base_lrs: Sequence[float], div: float, cut_div: float, cycle_len: float = 1,
+                 cycle_mult: float = 1, n_cycle: int = 1):
+        super().__init__(base_lrs, cycle_len, cycle_mult, n_cycle)
+        self.div, self.cut_div = div, cut_div
+
+    def describe(self) -> dict:
+        return {**super().describe(), 'div': float(self.div), 'cut_div': float(self.cut_div)}
+
+    def _at(self, it: int) -> Tuple[float, Optional[float]]:
+        start, end = self._cycle_bounds(it)
+        return circular_lr(it - start, end - start, self.div, self.cut_div), None
+
+
+def fit_schedule(base_lrs: Sequence[float], n_cycle: int, cycle_len: Optional[float] = None, cycle_mult: float = 1,
+                 use_clr: Optional[Tuple[float, float]] = None,
+                 use_clr_beta: Optional[Tuple[float, ...]] = None) -> _PerBatchSchedule:
+    """The schedule of fastai 0.7's `fit(lrs, n_cycle, cycle_len=..., use_clr=..., use_clr_beta=...)`: constant
+    without `cycle_len`; SGDR with it; per cycle a triangle (`use_clr`) or 0.7's 1cycle (`use_clr_beta`)."""
+    if use_clr is not None and use_clr_beta is not None:
+        raise ValueError('pass use_clr or use_clr_beta, not both')
+    n_cycle_len = 1 if cycle_len is None else cycle_len
+    if use_clr_beta is not None:
+        div, pct, *moms = use_clr_beta
+        return CLRBeta(base_lrs, div, pct, *moms, cycle_len=n_cycle_len, cycle_mult=cycle_mult, n_cycle=n_cycle)
+    if use_clr is not None:
+        div, cut_div = use_clr
+        return CircularLR(base_lrs, div, cut_div, cycle_len=n_cycle_len, cycle_mult=cycle_mult, n_cycle=n_cycle)
+    if cycle_len is not None:
+        return SGDR(base_lrs, cycle_len, cycle_mult, n_cycle)
+    return ConstantLR(base_lrs)
