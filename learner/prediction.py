@@ -37,6 +37,13 @@ class PredictionMixin:
             raise ValueError(f'the data has no {split} set: build the DataBunch with one{extra}')
         return (self.model if whole_model else stage.model), loader
 
+    def _valid_tfms(self):
+        """The data's validation pipeline (data without one: resize and centre-crop to `data.sz`, `data.stats`)."""
+        tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
+        if not hasattr(tfms, 'normalize'):
+            tfms = tfms_from_stats(getattr(self.data, 'stats', None), self.data.sz)[1]
+        return tfms
+
     def predict_with_targs(self, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """`(preds (N, C), y)` numpy for the validation (or test) set, in data-set order. While precompute is on, the
         head runs on the cached features (the same predictions as the whole model on the validation transforms)."""
@@ -60,20 +67,21 @@ class PredictionMixin:
         return to_predictions(collect_outputs(self.model, dl, self.amp_dtype)[0], self.kind).numpy()
 
     def predict_array(self, arr: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
-        """Predictions for a normalized (N, C, H, W) batch (numpy or tensor), run in chunks of `data.bs`."""
-        x = torch.as_tensor(np.asarray(arr) if not isinstance(arr, torch.Tensor) else arr).float()
+        """Predictions for an (N, C, H, W) batch (numpy or tensor), run in chunks of `data.bs`: normalized floats,
+        or uint8 pixels as the transforms give them (`learn.predict_array(val_tfms(open_image(f))[None])`, which
+        are normalized here with the data's statistics)."""
+        x = torch.as_tensor(np.asarray(arr) if not isinstance(arr, torch.Tensor) else arr)
+        if x.dtype == torch.uint8:
+            x = self._valid_tfms().normalize(x)
+        x = x.float()
         bs = int(getattr(self.data, 'bs', 64) or 64)
         batches = ((x[i:i + bs].to(self.device), torch.zeros(len(x[i:i + bs]))) for i in range(0, len(x), bs))
         return self.predict_dl(batches)
 
     def predict_image(self, img: Any) -> Tuple[Any, np.ndarray]:
         """`(class, probabilities (C,))` for one image (a path, a PIL image or an HxWx3 uint8 array), through the
-        validation transforms and normalization of `data.val_ds` (data without them: resize and centre-crop to
-        `data.sz`, normalize with `data.stats`)."""
-        tfms = getattr(getattr(self.data, 'val_ds', None), 'tfms', None)
-        if not hasattr(tfms, 'normalize'):
-            tfms = tfms_from_stats(getattr(self.data, 'stats', None), self.data.sz)[1]
-        x = image_batch(img, tfms, self.device)
+        validation transforms and normalization of the data."""
+        x = image_batch(img, self._valid_tfms(), self.device)
         probs = to_probabilities(self.predict_dl([(x, torch.zeros(1))])[0], self.kind)
         classes = getattr(self.data, 'classes', None)
         idx = int(np.argmax(probs))

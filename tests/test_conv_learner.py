@@ -181,8 +181,7 @@ def test_export_and_load_learner_predict_the_same_probabilities(learn, tmp_path)
     inference = load_learner(path)
     image = next((learn.data.path / 'valid' / 'circle').iterdir())
     name, probs = inference.predict_image(image)
-    index = learn.data.val_ds.fnames.index(image) if image in learn.data.val_ds.fnames else \
-        [str(f) for f in learn.data.val_ds.fnames].index(str(image))
+    index = learn.data.val_ds.paths.index(image.absolute())
     expected = np.exp(learn.predict()[index])
     assert np.allclose(probs, expected, atol=1e-4)
     assert name == learn.data.classes[int(expected.argmax())]

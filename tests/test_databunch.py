@@ -36,7 +36,9 @@ def test_from_paths_messy_folder(messy, make_data):
     assert len(data.trn_ds) == 60 and len(data.val_ds) == 20 and len(data.test_ds) == 5
     assert isinstance(data.path, Path) and not data.is_multi and not data.is_reg
     assert data.trn_y.dtype == np.int64 and (data.test_y == 0).all()
-    x, y = data.trn_ds[0]
+    x, y = data.trn_ds[0]                                             # 0.7: normalized float image, int label
+    assert x.dtype == np.float32 and x.shape == (3, 32, 32) and isinstance(y, np.integer)
+    x, y = data.trn_ds.item_uint8(0)                                  # what the loaders move
     assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and y.dtype == torch.int64 and y.ndim == 0
     n = 0
     for xb, yb in data.trn_dl:
@@ -144,13 +146,13 @@ def test_from_csv_kaggle_layout(kaggle, make_data):
     rows = list(csv.reader(open(label_csv)))[1:]
     assert data.classes == sorted({r[1] for r in rows}) and not data.is_multi
     assert len(data.val_ds) == len(val_idxs) and len(data.trn_ds) == n - len(val_idxs) and len(data.test_ds) == 6
-    first_val = rows[val_idxs[0]]
-    assert data.val_ds.fnames[0].name == first_val[0] + '.jpg'
+    first_val = rows[min(val_idxs)]                                     # validation keeps the CSV order (0.7)
+    assert data.val_ds.fnames[0] == 'train/' + first_val[0] + '.jpg'     # PATH-relative, as 0.7
     assert data.classes[data.val_y[0]] == first_val[1]
     xb, yb = next(iter(data.trn_dl))
     assert xb.shape == (8, 3, 32, 32) and yb.dtype == torch.int64
     default = ImageClassifierData.from_csv(kaggle, 'train', label_csv, suffix='.jpg', num_workers=0)
-    assert [f.name for f in default.val_ds.fnames] == [rows[i][0] + '.jpg' for i in get_cv_idxs(n)]
+    assert default.val_ds.fnames == [f'train/{rows[i][0]}.jpg' for i in sorted(get_cv_idxs(n))]
 
 
 def _csv(path: Path, rows, header=('id', 'label')):
@@ -184,7 +186,7 @@ def test_from_csv_multi_label_and_continuous(tmp_path):
     assert data.is_multi and data.classes == ['cloud', 'sky', 'water'] and data.c == 3
     assert data.val_y.tolist() == [[0, 1, 0]] and data.trn_y[0].tolist() == [1, 1, 0]
     _, y = data.trn_ds[0]
-    assert y.dtype == torch.float32 and y.shape == (3,)
+    assert y.dtype == np.float32 and y.shape == (3,)
     _csv(tmp_path / 'reg.csv', [(i, f'{i * 0.5}') for i in range(5)])
     data = DataBunch.from_csv(tmp_path, 'imgs', tmp_path / 'reg.csv', suffix='.jpg', val_idxs=[0], continuous=True,
                               tfms=tfms_from_stats(imagenet_stats, 8), num_workers=0)
@@ -237,11 +239,11 @@ def test_loader_views_fingerprint_signature_resize(messy, tmp_path):
     again = DataBunch.from_paths(messy, bs=8, tfms=tfms, num_workers=0)
     assert fp == again.fingerprint('train') and fp != data.fingerprint('valid')
     assert data.tfms_signature() == again.tfms_signature()
-    small = data.resize(24)
+    small = data.with_size(24)
     assert small.sz == 24 and small.bs == 8 and small.classes == data.classes
     assert next(iter(small.trn_dl))[0].shape == (8, 3, 24, 24) and next(iter(small.test_dl))[0].shape[-1] == 24
     assert small.tfms_signature() != data.tfms_signature() and small.fingerprint('train') == fp
-    f = data.trn_ds.fnames[0]
+    f = data.trn_ds.paths[0]
     os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     assert data.fingerprint('train') != fp
     with pytest.raises(ValueError, match='split'):

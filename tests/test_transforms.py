@@ -25,7 +25,7 @@ def test_stats_and_composed_lists_match_fastai_07():
     assert (transforms_basic[1].b, transforms_basic[1].c) == (0.05, 0.05)
     assert [type(t) for t in transforms_side_on] == [RandomRotate, RandomLighting, RandomFlip]
     assert [type(t) for t in transforms_top_down] == [RandomRotate, RandomLighting, RandomDihedral]
-    assert [int(c) for c in CropType] == [1, 2, 3, 4]
+    assert [int(c) for c in CropType] == [1, 2, 3, 4, 5]                # NOOP = 5 as in 0.7's last release
 
 
 def test_flip_flips_and_p_is_honoured():
@@ -93,7 +93,9 @@ def test_padding_crop_and_sizes():
     x = _img(10, 12)
     padded = AddPadding(2)(x)
     assert padded.shape == (3, 14, 16)
-    assert torch.equal(padded[:, 2:-2, 2:-2], x) and torch.equal(padded[:, 0, 2:-2], x[:, 2])   # reflect
+    assert torch.equal(padded[:, 2:-2, 2:-2], x)
+    assert torch.equal(padded[:, 0, 2:-2], x[:, 1]) and torch.equal(padded[:, 1, 2:-2], x[:, 0])   # symmetric (0.7)
+    assert torch.equal(AddPadding(2, mode='reflect')(x)[:, 0, 2:-2], x[:, 2])
     assert torch.equal(AddPadding(2, mode='constant')(x)[:, 0], torch.zeros(3, 16, dtype=torch.uint8))
     assert CenterCrop(8)(x).shape == (3, 8, 8) and torch.equal(CenterCrop(8)(x), x[:, 1:9, 2:10])
     crop = RandomCrop(8)(x)
@@ -112,7 +114,7 @@ def test_padding_crop_and_sizes():
 def test_cutout_blacks_out_a_square():
     x = torch.full((3, 20, 20), 255, dtype=torch.uint8)
     torch.manual_seed(0)
-    y = Cutout(n_holes=1, length=6)(x)
+    y = Cutout(n_holes=1, length=6, p=1.0)(x)
     n_black = int((y[0] == 0).sum())
     assert 9 <= n_black <= 36 and int((x[0] == 0).sum()) == 0
 
@@ -164,7 +166,7 @@ def test_tfms_from_stats_pipeline_shapes_and_signature():
     r = trn.resized(16)
     assert r.sz == 16 and r(x).shape == (3, 16, 16) and trn.sz == 24
     with pytest.raises(NotImplementedError):
-        tfms_from_stats(imagenet_stats, 24, tfm_y=1)
+        tfms_from_stats(imagenet_stats, 24, tfm_y=3)                 # 0.7's TfmType.COORD
 
 
 def test_denorm_inverts_normalization():

@@ -6,10 +6,10 @@ from .images import (IMAGE_EXTENSIONS, BadImage, BadImageWarning, ImageError, ch
                      verify_images)
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
 from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
-                         RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomScale, RandomStretch,
-                         RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor, imagenet_stats,
-                         inception_stats, tfms_from_model, tfms_from_stats, transforms_basic, transforms_side_on,
-                         transforms_top_down)
+                         RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomRotateZoom, RandomScale,
+                         RandomStretch, RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor,
+                         imagenet_stats, inception_stats, tfms_from_model, tfms_from_stats, transforms_basic,
+                         transforms_side_on, transforms_top_down)
 
 __all__ = [
     # images
@@ -18,7 +18,8 @@ __all__ = [
     # transforms
     'Transform', 'Transforms', 'CropType', 'Scale', 'RandomScale', 'RandomZoom', 'RandomStretch', 'AddPadding',
     'RandomCrop', 'CenterCrop', 'NoCrop', 'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip',
-    'RandomDihedral', 'RandomBlur', 'Cutout', 'transforms_basic', 'transforms_side_on', 'transforms_top_down',
+    'RandomDihedral', 'RandomRotateZoom', 'RandomBlur', 'Cutout', 'transforms_basic', 'transforms_side_on',
+    'transforms_top_down',
     'imagenet_stats', 'inception_stats', 'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'image_to_tensor',
     # datasets and loaders
     'BaseDataset', 'FilesDataset', 'ArrayDataset', 'collate_uint8', 'DeviceDataLoader', 'default_num_workers',

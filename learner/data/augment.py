@@ -1,6 +1,8 @@
 """The Transform base class and fastai 0.7's random augmentations (rotate, lighting, flip, dihedral, zoom,
-stretch, blur, cutout) on uint8 (C, H, W) tensors, built on torchvision v2 functional ops.
+stretch, rotate-zoom-stretch, blur, cutout) on uint8 (C, H, W) tensors, built on torchvision v2 functional ops.
 
+Each random transform draws its parameters, then calls a deterministic function of this module (`rotate`,
+`lighting`, `dihedral`, `zoom`, `stretch`) that does the pixel work, so the geometry can be checked exactly.
 Randomness comes from torch's global generator, which DataLoader seeds differently in every worker.
 """
 from __future__ import annotations
@@ -12,10 +14,11 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as F
 
-__all__ = ['Transform', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomZoom',
-           'RandomStretch', 'RandomBlur', 'Cutout', 'image_to_tensor']
+from .resample import BILINEAR, pad, pad_mode_name, resize, resize_area
 
-BILINEAR = F.InterpolationMode.BILINEAR
+__all__ = ['Transform', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomZoom',
+           'RandomStretch', 'RandomRotateZoom', 'RandomBlur', 'Cutout', 'image_to_tensor', 'rotate', 'lighting',
+           'dihedral', 'zoom', 'stretch']
 
 
 def image_to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -57,27 +60,100 @@ class Transform:
         return f'{type(self).__name__}({args})'
 
 
-class RandomRotate(Transform):
-    """With probability p, rotate by U(-deg, deg) degrees; corners filled by reflection (or black: 'constant')."""
+# --- deterministic pixel functions ------------------------------------------------------------------
 
-    def __init__(self, deg: float, p: float = 0.75, mode: str = 'reflect'):
-        if mode not in ('reflect', 'constant'):
-            raise ValueError(f"RandomRotate mode must be 'reflect' or 'constant', got {mode!r}")
-        self.deg, self.p, self.mode = deg, p, mode
+def rotate(x: torch.Tensor, deg: float, mode='symmetric') -> torch.Tensor:
+    """`x` rotated counter-clockwise by `deg` degrees about its centre, same size (bilinear).
+
+    The corners the rotated frame uncovers are filled per `mode` (see `resample.PAD_MODES`; OpenCV border codes
+    accepted): the image is padded just enough that the rotated frame stays inside, rotated, and cut back.
+    """
+    mode = pad_mode_name(mode)
+    if mode == 'constant':
+        return F.rotate(x, deg, interpolation=BILINEAR)
+    h, w = x.shape[-2:]
+    s, c = abs(math.sin(math.radians(deg))), abs(math.cos(math.radians(deg)))
+    px = min(w - 1, math.ceil((w * c + h * s - w) / 2) + 1)
+    py = min(h - 1, math.ceil((h * c + w * s - h) / 2) + 1)
+    return F.crop(F.rotate(pad(x, [px, py, px, py], mode), deg, interpolation=BILINEAR), py, px, h, w)
+
+
+def lighting(xb: torch.Tensor, b, c) -> torch.Tensor:
+    """Brightness and contrast: `(x - mean) * c + mean + b`, in 0..1 units, clipped (fastai 0.7's `lighting`).
+
+    Args:
+        xb: uint8 (C, H, W) or (B, C, H, W); the mean is over each whole image (all channels).
+        b: brightness shift (0.5 adds half the range); a float or a (B,) tensor.
+        c: contrast factor (1 leaves it); a float or a (B,) tensor.
+    """
+    single = xb.dim() == 3
+    xf = (xb[None] if single else xb).float()
+    b = torch.as_tensor(b, dtype=torch.float32).reshape(-1, 1, 1, 1) * 255
+    c = torch.as_tensor(c, dtype=torch.float32).reshape(-1, 1, 1, 1)
+    mean = xf.mean(dim=(1, 2, 3), keepdim=True)
+    out = ((xf - mean) * c + mean + b).clamp_(0, 255).round_().to(torch.uint8)
+    return out[0] if single else out
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry number k of the square (0..7): rotate counter-clockwise by (k % 4) * 90 degrees, then flip
+    left-right when k >= 4 (fastai 0.7's numbering)."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+def zoom(x: torch.Tensor, z: float, mode='symmetric') -> torch.Tensor:
+    """Zoom about the centre by a factor 1 + z, keeping the size (bilinear; fastai 0.7's `zoom_cv`).
+
+    z < 0 zooms out; the uncovered border is filled per `mode` (0.7 left it black: mode='constant').
+    """
+    if z == 0:
+        return x
+    if z <= -1:
+        raise ValueError(f'zoom z must be > -1 (the factor is 1 + z), got {z}')
+    mode = pad_mode_name(mode)
+    h, w = x.shape[-2:]
+    py = px = 0
+    if z < 0 and mode != 'constant':      # pad so the zoomed-out frame samples real (mirrored) pixels
+        grow = 1 / (1 + z) - 1
+        py, px = min(h - 1, math.ceil(h * grow / 2) + 1), min(w - 1, math.ceil(w * grow / 2) + 1)
+        x = pad(x, [px, py, px, py], mode)
+    out = F.affine(x, angle=0.0, translate=[0, 0], scale=1 + z, shear=[0.0, 0.0], interpolation=BILINEAR)
+    return out[..., py:py + h, px:px + w]
+
+
+def stretch(x: torch.Tensor, sr: float, sc: float, interpolation: str = 'bilinear') -> torch.Tensor:
+    """Stretch the width by 1 + sr and the height by 1 + sc, then cut the original size from the middle
+    (top/left offset rounded down), as fastai 0.7's `stretch_cv`."""
+    if sr == 0 and sc == 0:
+        return x
+    h, w = x.shape[-2:]
+    size = (round(h * (1 + sc)), round(w * (1 + sr)))
+    big = (resize_area(x, size, scale=(1 + sc, 1 + sr)) if interpolation == 'area'
+           else resize(x, size, interpolation))
+    top, left = (size[0] - h) // 2, (size[1] - w) // 2
+    return big[..., top:top + h, left:left + w]
+
+
+# --- random augmentations ---------------------------------------------------------------------------
+
+class RandomRotate(Transform):
+    """With probability p, rotate by U(-deg, deg) degrees; corners filled per `mode`.
+
+    Args:
+        deg: the largest angle, in degrees.
+        p: probability of rotating at all.
+        mode: corner fill: 'symmetric' (default: mirror with the edge pixel repeated, OpenCV BORDER_REFLECT as in
+            fastai 0.7), 'reflect', 'edge' or 'constant' (black); cv2.BORDER_* codes are accepted.
+    """
+
+    def __init__(self, deg: float, p: float = 0.75, mode='symmetric'):
+        self.deg, self.p, self.mode = deg, p, pad_mode_name(mode, 'RandomRotate mode')
 
     def __call__(self, x):
         if not _happens(self.p):
             return x
-        angle = _rand(-self.deg, self.deg)
-        if self.mode == 'constant':
-            return F.rotate(x, angle, interpolation=BILINEAR)
-        h, w = x.shape[-2:]
-        s, c = abs(math.sin(math.radians(angle))), abs(math.cos(math.radians(angle)))
-        # Reflect-pad just enough that the rotated frame never reaches outside, rotate, then cut back.
-        px = min(w - 1, math.ceil((w * c + h * s - w) / 2) + 1)
-        py = min(h - 1, math.ceil((h * c + w * s - h) / 2) + 1)
-        big = F.pad(x, [px, py, px, py], padding_mode='reflect')
-        return F.crop(F.rotate(big, angle, interpolation=BILINEAR), py, px, h, w)
+        return rotate(x, _rand(-self.deg, self.deg), self.mode)
 
 
 class RandomLighting(Transform):
@@ -90,19 +166,13 @@ class RandomLighting(Transform):
     def __init__(self, b: float, c: float):
         self.b, self.c = b, c
 
-    def _factors(self, n):
-        b, c = _rand(-self.b, self.b, n), _rand(-self.c, self.c, n)
-        return b, torch.where(c < 0, 1 / (1 - c), c + 1)
-
     def __call__(self, x):
         return self.batch(x[None])[0]
 
     def batch(self, xb):
-        b, c = self._factors(len(xb))
-        xf = xb.float()
-        mean = xf.mean(dim=(1, 2, 3), keepdim=True)
-        c, b = c.view(-1, 1, 1, 1), b.view(-1, 1, 1, 1) * 255
-        return ((xf - mean) * c + mean + b).clamp_(0, 255).round_().to(torch.uint8)
+        n = len(xb)
+        b, c = _rand(-self.b, self.b, n), _rand(-self.c, self.c, n)
+        return lighting(xb, b, torch.where(c < 0, 1 / (1 - c), c + 1))
 
 
 class RandomFlip(Transform):
@@ -125,67 +195,121 @@ class RandomFlip(Transform):
 
 
 class RandomDihedral(Transform):
-    """One of the 8 symmetries of the square: rotate by k*90 degrees (k ~ U{0..3}), then flip with p 0.5."""
+    """One of the 8 symmetries of the square, each equally likely (see `dihedral`)."""
 
     def __call__(self, x):
-        x = torch.rot90(x, int(torch.randint(4, ())), dims=(-2, -1))
-        return F.horizontal_flip(x) if _happens(0.5) else x
+        return dihedral(x, int(torch.randint(8, ())))
 
 
 class RandomZoom(Transform):
-    """Zoom in by 1 + U(zoom_min, zoom_max) about the centre, keeping the size."""
+    """Zoom about the centre by 1 + U(zoom_min, zoom_max), keeping the size; `mode` fills the border when
+    zooming out (zoom_min < 0)."""
 
-    def __init__(self, zoom_max: float, zoom_min: float = 0.0):
-        self.zoom_max, self.zoom_min = zoom_max, zoom_min
+    def __init__(self, zoom_max: float, zoom_min: float = 0.0, mode='symmetric'):
+        if zoom_min <= -1 or zoom_max <= -1:
+            raise ValueError(f'RandomZoom zooms by 1 + z: zoom_min and zoom_max must be > -1, got {zoom_min}, '
+                             f'{zoom_max}')
+        self.zoom_max, self.zoom_min, self.mode = zoom_max, zoom_min, pad_mode_name(mode, 'RandomZoom mode')
 
     def __call__(self, x):
-        zoom = 1 + _rand(self.zoom_min, self.zoom_max)
-        h, w = x.shape[-2:]
-        ch, cw = max(1, round(h / zoom)), max(1, round(w / zoom))
-        return F.resized_crop(x, (h - ch) // 2, (w - cw) // 2, ch, cw, [h, w], interpolation=BILINEAR,
-                              antialias=True)
+        return zoom(x, _rand(self.zoom_min, self.zoom_max), self.mode)
 
 
 class RandomStretch(Transform):
-    """Stretch one axis (chosen at random) by 1 + U(0, max_stretch), keeping the size (centre crop)."""
+    """Stretch the width or the height (even odds) by 1 + U(0, max_stretch), keeping the size (centre cut)."""
 
-    def __init__(self, max_stretch: float):
-        self.max_stretch = max_stretch
+    def __init__(self, max_stretch: float, interpolation: str = 'bilinear'):
+        self.max_stretch, self.interpolation = max_stretch, interpolation
 
     def __call__(self, x):
-        h, w = x.shape[-2:]
-        s = 1 + _rand(0.0, self.max_stretch)
-        size = [h, round(w * s)] if _happens(0.5) else [round(h * s), w]
-        return F.center_crop(F.resize(x, size, interpolation=BILINEAR, antialias=True), [h, w])
+        s = _rand(0.0, self.max_stretch)
+        horizontal = int(torch.randint(2, ())) == 0
+        return stretch(x, s, 0, self.interpolation) if horizontal else stretch(x, 0, s, self.interpolation)
+
+
+class RandomRotateZoom(Transform):
+    """One of: rotate (up to `deg`), zoom (up to `zoom`), stretch (up to `stretch`), or nothing, chosen per image.
+
+    Args:
+        deg: largest rotation in degrees (`RandomRotate(deg, p=1, mode=mode)`).
+        zoom: largest zoom fraction (`RandomZoom(zoom)`).
+        stretch: largest stretch fraction (`RandomStretch(stretch)`).
+        ps: probabilities of rotate, zoom, stretch and nothing, in that order; 4 values summing to 1
+            (default 0.25 each).
+        mode: corner fill of the rotation, as `RandomRotate`.
+    """
+
+    def __init__(self, deg: float, zoom: float, stretch: float, ps: Sequence[float] | None = None,
+                 mode='symmetric'):
+        ps = [0.25] * 4 if ps is None else [float(p) for p in ps]
+        if len(ps) != 4:
+            raise ValueError(f'RandomRotateZoom ps needs 4 probabilities (rotate, zoom, stretch, none), got {len(ps)}')
+        if min(ps) < 0 or not math.isclose(sum(ps), 1.0, abs_tol=1e-6):
+            raise ValueError(f'RandomRotateZoom ps must be 4 non-negative probabilities summing to 1, got {ps}')
+        self.deg, self.zoom, self.stretch, self.ps = deg, zoom, stretch, ps
+        self._choices = (RandomRotate(deg, p=1.0, mode=mode), RandomZoom(zoom), RandomStretch(stretch))
+        self._bounds = np.cumsum(ps)
+
+    def __call__(self, x):
+        u = torch.rand(()).item()
+        for bound, tfm in zip(self._bounds, self._choices):
+            if u < bound:
+                return tfm(x)
+        return x
 
 
 class RandomBlur(Transform):
-    """With probability p, Gaussian blur with an odd kernel size drawn from `blur_strengths`."""
+    """With probability `probability`, a Gaussian blur of strength k drawn from `blur_strengths`.
 
-    def __init__(self, blur_strengths: int | Sequence[int] = 5, p: float = 0.5):
-        sizes = [blur_strengths] if isinstance(blur_strengths, int) else list(blur_strengths)
-        self.blur_strengths = [k if k % 2 else k + 1 for k in sizes]
-        self.p = p
+    Strength k means a (2k - 1) x (2k - 1) kernel with OpenCV's default sigma for that size
+    (0.3 * (k - 2) + 0.8), as fastai 0.7: k = 1 leaves the image, the default 5 blurs with a 9 x 9 kernel.
+
+    Args:
+        blur_strengths: one strength or a list to draw from (integers >= 1).
+        probability: chance of blurring an image.
+    """
+
+    def __init__(self, blur_strengths: int | Sequence[int] = 5, probability: float = 0.5):
+        strengths = np.array(blur_strengths, ndmin=1)
+        if strengths.dtype.kind not in 'iu' or (strengths < 1).any():
+            raise ValueError(f'RandomBlur blur_strengths must be integers >= 1 (kernel size 2k - 1), got '
+                             f'{blur_strengths!r}')
+        self.blur_strengths, self.probability = [int(k) for k in strengths], probability
 
     def __call__(self, x):
-        if not _happens(self.p):
+        if not _happens(self.probability):
             return x
-        k = self.blur_strengths[int(torch.randint(len(self.blur_strengths), ()))]
-        return F.gaussian_blur(x, [k, k])
+        k = 2 * self.blur_strengths[int(torch.randint(len(self.blur_strengths), ()))] - 1
+        return x if k == 1 else F.gaussian_blur(x, [k, k])
 
 
 class Cutout(Transform):
-    """Black out `n_holes` squares of side `length` pixels at random centres (clipped at the borders)."""
+    """With probability p, black out `n_holes` squares of side `length` at random centres (fastai 0.7).
 
-    def __init__(self, n_holes: int = 1, length: int = 16):
-        self.n_holes, self.length = n_holes, length
+    A hole centred on pixel (y, x) covers rows floor(y - length/2) to floor(y + length/2) (exclusive), clipped to
+    the image; holes may overlap or be cut by the border.
+    """
+    batchable = True
+
+    def __init__(self, n_holes: int, length: int, p: float = 0.5):
+        self.n_holes, self.length, self.p = int(n_holes), length, p
 
     def __call__(self, x):
-        x = x.clone()
-        h, w = x.shape[-2:]
-        for _ in range(self.n_holes):
-            cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
-            y0, y1 = max(0, cy - self.length // 2), min(h, cy + (self.length + 1) // 2)
-            x0, x1 = max(0, cx - self.length // 2), min(w, cx + (self.length + 1) // 2)
-            x[..., y0:y1, x0:x1] = 0
-        return x
+        return self.batch(x[None])[0]
+
+    def _spans(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        centres = torch.randint(size, (n, self.n_holes)).double()
+        lo = (centres - self.length / 2).clamp(0, size).floor().long()
+        hi = (centres + self.length / 2).clamp(0, size).floor().long()
+        return lo[..., None], hi[..., None]                                  # (B, holes, 1)
+
+    def batch(self, xb):
+        n, _, h, w = xb.shape
+        apply = torch.rand(n) < self.p
+        (y0, y1), (x0, x1) = self._spans(n, h), self._spans(n, w)
+        rows, cols = torch.arange(h), torch.arange(w)
+        in_rows = (rows >= y0) & (rows < y1)                                 # (B, holes, H)
+        in_cols = (cols >= x0) & (cols < x1)                                 # (B, holes, W)
+        holes = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)       # (B, H, W)
+        holes &= apply.view(-1, 1, 1)
+        return xb.masked_fill(holes[:, None], 0)

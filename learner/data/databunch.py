@@ -1,111 +1,25 @@
 """DataBunch (alias ImageClassifierData): train/valid/test datasets and device loaders, built from folders,
-a labels CSV, arrays or datasets."""
+a labels CSV, arrays or datasets; fastai 0.7's `aug_dl`, on-disk `resize` and `PATH/tmp` included."""
 from __future__ import annotations
 
-import csv
+import os
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..core import default_device
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
-from .images import ImageError, check_headers, image_files, verify_images
+from .images import BadImageWarning
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
+from .resize_files import resize_files, resized_root
+from .sources import (check_labels_seen_in_training, drop_bad, folder_source, parse_labels, read_label_csv,
+                      refuse_bad_headers, test_folder_files)
 
 __all__ = ['DataBunch', 'ImageClassifierData']
 
 _SPLITS = ('train', 'valid', 'test')
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
-
-
-def _folder_source(folder: Path, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
-    """ImageNet layout folder/<class>/<images> -> (files, class indices, classes)."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f'no folder {folder}: expected an ImageNet-style tree {folder}/<class>/<images>')
-    dirs = _subdirs(folder)
-    if not dirs:
-        raise ValueError(f'{folder} has no class sub-folders: expected {folder}/<class>/<images>')
-    names = [d.name for d in dirs]
-    if classes is None:
-        classes = names
-    else:
-        unknown = [d for d in dirs if d.name not in classes]
-        if unknown:
-            raise ValueError(f'{folder}: class folder(s) {[str(d) for d in unknown]} are not in the training '
-                             f'classes {list(classes)}; rename or remove them')
-    files, labels = [], []
-    for d in dirs:
-        found = image_files(d)
-        if not found:
-            raise ValueError(f'class folder {d} holds no images (looked for .jpg, .png, ...); add images or '
-                             f'remove the folder')
-        files += found
-        labels += [list(classes).index(d.name)] * len(found)
-    return files, np.array(labels, dtype=np.int64), list(classes)
-
-
-def _refuse_bad_headers(files: list[Path]) -> None:
-    """Fail before the first epoch, listing every file whose header cannot be read, rather than mid-epoch."""
-    bad = check_headers(files)
-    if bad:
-        shown = '\n'.join(f'  {b.reason}' for b in bad[:20])
-        more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
-        raise ImageError(f'{len(bad)} unreadable image file(s):\n{shown}{more}\nremove them, or pass skip_bad=True '
-                         f'to leave them out with a warning')
-
-
-def _drop_bad(files: list[Path], labels: np.ndarray, what: str) -> tuple[list[Path], np.ndarray]:
-    bad = verify_images(files)
-    if not bad:
-        return files, labels
-    shown = '\n'.join(f'  {b.path}: {b.reason}' for b in bad[:20])
-    more = f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''
-    warnings.warn(f'skipping {len(bad)} unreadable image(s) in the {what} set:\n{shown}{more}', stacklevel=3)
-    bad_set = {b.path for b in bad}
-    keep = [i for i, f in enumerate(files) if f not in bad_set]
-    return [files[i] for i in keep], labels[keep]
-
-
-def _read_label_csv(csv_path: Path, skip_header: bool) -> list[tuple[int, str, str]]:
-    """(line number, id, label text) for every non-empty row of a labels CSV."""
-    rows = []
-    with open(csv_path, newline='') as f:
-        for line_no, row in enumerate(csv.reader(f), start=1):
-            if (skip_header and line_no == 1) or not row or not any(c.strip() for c in row):
-                continue
-            label = row[1].strip() if len(row) > 1 else ''
-            if not label:
-                raise ValueError(f'{csv_path} line {line_no} (id {row[0]!r}): the label column is blank; every '
-                                 f'row needs a label in column 2')
-            rows.append((line_no, row[0].strip(), label))
-    if not rows:
-        raise ValueError(f'{csv_path} has no data rows (expected "id,label" lines)')
-    first_line = {}
-    for line_no, ident, _ in rows:
-        if ident in first_line:  # the same image twice would sit in both splits, perhaps with two labels
-            raise ValueError(f'{csv_path} lines {first_line[ident]} and {line_no} both name id {ident!r}; each image '
-                             f'must appear once (merge its labels into one row, separated by spaces)')
-        first_line[ident] = line_no
-    return rows
-
-
-def _check_labels_seen_in_training(y: np.ndarray, is_val: np.ndarray, classes: list, rows: list, csv_path: Path) -> None:
-    """A class that only validation rows carry can never be learnt: refuse it, naming the class and a line."""
-    counts = y[~is_val].sum(0) if y.ndim == 2 else np.bincount(y[~is_val], minlength=len(classes))
-    unseen = [i for i in range(len(classes)) if counts[i] == 0]
-    if not unseen:
-        return
-    hits = y[:, unseen].any(1) if y.ndim == 2 else np.isin(y, unseen)
-    first = rows[int(np.nonzero(hits & is_val)[0][0])][0]
-    raise ValueError(f'{csv_path}: label(s) {[classes[i] for i in unseen]} appear only in validation rows (first at '
-                     f'line {first}); the model cannot learn them: move some of those rows to training (val_idxs) '
-                     f'or remove them')
 
 
 class DataBunch:
@@ -113,9 +27,15 @@ class DataBunch:
 
     Build one with `from_paths`, `from_csv`, `from_arrays` or `from_datasets`. Iterating `trn_dl`, `val_dl`
     or `test_dl` yields `(x, y)`: x float32 (B, 3, sz, sz) normalized on `device`, y on `device`.
+    fastai 0.7's other loaders are there too: `aug_dl` (validation images, training transforms), `fix_dl`
+    (training images, validation transforms) and `test_aug_dl`.
+
+    As in fastai 0.7, `path/tmp` is created when `path` is a writable folder (course code saves there);
+    a read-only `path` is left alone.
 
     Args:
-        path: folder for outputs (models, caches); kept as `pathlib.Path`.
+        path: folder for outputs (models, caches); kept as `pathlib.Path`. File data sets name their files
+            relative to it (`ds.fnames`).
         trn_ds, val_ds, test_ds: datasets whose `tfms` are the training / validation / validation transforms.
         bs: batch size.
         num_workers: loader processes (None: `default_num_workers()`; 0 loads in the main process).
@@ -134,6 +54,15 @@ class DataBunch:
         self.val_dl = make_loader(val_ds, self.bs, False, self.num_workers, self._device)
         self.test_dl = (make_loader(test_ds, self.bs, False, self.num_workers, self._device)
                         if test_ds is not None else None)
+        self._make_tmp()
+
+    def _make_tmp(self) -> None:
+        """Create path/tmp like fastai 0.7 (course code writes `f'{PATH}tmp/...'`); silent when not writable."""
+        if self.path.is_dir() and os.access(self.path, os.W_OK):
+            try:
+                (self.path / 'tmp').mkdir(exist_ok=True)
+            except OSError:
+                pass
 
     # --- what the datasets say -------------------------------------------------------------------
     classes = property(lambda self: self.trn_ds.classes)
@@ -175,6 +104,21 @@ class DataBunch:
             self._loaders[key] = make_loader(ds, bs or self.bs, shuffle, self.num_workers, self._device)
         return self._loaders[key]
 
+    @property
+    def aug_dl(self) -> DeviceDataLoader:
+        """The validation images with the training transforms, in order (fastai 0.7; `loader('valid', True)`)."""
+        return self.loader('valid', augment=True)
+
+    @property
+    def fix_dl(self) -> DeviceDataLoader:
+        """The training images with the validation transforms, in order (fastai 0.7; `loader('train')`)."""
+        return self.loader('train')
+
+    @property
+    def test_aug_dl(self) -> DeviceDataLoader | None:
+        """The test images with the training transforms, in order; None without a test set (fastai 0.7)."""
+        return None if self.test_ds is None else self.loader('test', augment=True)
+
     def fingerprint(self, split: str) -> str:
         """A stable hash of what `split` holds (file names, sizes, mtimes and labels; array bytes)."""
         return self._ds(split).fingerprint()
@@ -187,11 +131,61 @@ class DataBunch:
         """A normalized (B, C, H, W) batch (tensor or numpy) -> (B, H, W, C) float numpy in [0, 1]."""
         return self.val_ds.denorm(x)
 
-    def resize(self, sz: int) -> 'DataBunch':
-        """The same items, splits, classes and batch size with every transform rebuilt for size `sz`."""
+    def with_size(self, sz: int) -> 'DataBunch':
+        """The same items, splits, classes and batch size with every transform rebuilt for size `sz`.
+
+        Nothing is written to disk (compare `resize`). Example: progressive resizing,
+        `learn.set_data(data.with_size(299))`.
+        """
         trn_tfms, val_tfms = self.trn_ds.tfms.resized(sz), self.val_ds.tfms.resized(sz)
         return type(self)(self.path, self.trn_ds.with_tfms(trn_tfms), self.val_ds.with_tfms(val_tfms),
                           self.test_ds.with_tfms(val_tfms) if self.test_ds is not None else None,
+                          bs=self.bs, num_workers=self.num_workers, device=self._device)
+
+    def resize(self, targ_sz: int, new_path='tmp', resume: bool = True, fn=None) -> 'DataBunch':
+        """Smaller copies of every image on disk, once; returns the same data over them (fastai 0.7).
+
+        Each file's smaller side is brought down to `targ_sz` (never enlarged) and written to
+        `path/new_path/targ_sz/<same relative name>`, in parallel threads, atomically. Copies still matching their
+        source (same modification time) are kept, so calling it again costs only a `stat` per file. Decoding the
+        smaller files makes every later epoch faster (course code: `data.resize(int(sz * 1.3), 'tmp')`).
+
+        The new data has the same splits, classes, labels, transforms, batch size and file names (`fnames`); its
+        `path` is the folder of the copies, as in fastai 0.7, so `PATH + ds.fnames[i]` still opens the original.
+
+        Args:
+            targ_sz: the largest smaller side, in pixels.
+            new_path: folder for the copies, relative to `path` or absolute (for a read-only `path`).
+            resume: keep up-to-date copies (False rewrites them all).
+            fn: a function PIL Image -> PIL Image used instead of the resizing.
+
+        Raises:
+            TypeError: in-memory array data (nothing on disk): use `with_size(sz)`.
+        """
+        splits = [ds for ds in (self.trn_ds, self.val_ds, self.test_ds) if ds is not None]
+        if not all(isinstance(ds, FilesDataset) for ds in splits):
+            raise TypeError('resize() writes smaller copies of image files, but this data holds in-memory arrays or '
+                            'other data sets; use data.with_size(sz) to change the transforms\' size instead')
+        root = resized_root(self.path, targ_sz, new_path)
+        jobs = {}
+        for ds in splits:
+            for src, name in zip(ds.paths, ds.fnames):
+                if Path(name).is_absolute() or name.startswith('../'):
+                    raise ValueError(f'resize() keeps the layout under {self.path}, but {src} lies outside it; '
+                                     f'build the data with path= a folder holding every image')
+                jobs[src] = name
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PermissionError(f'resize() cannot write to {root} ({e}); pass new_path= an absolute folder you '
+                                  f'can write to, e.g. data.resize({targ_sz}, "/tmp/resized")') from e
+        report = resize_files(list(jobs), list(jobs.values()), targ_sz, root, resume=resume, fn=fn)
+        if report['problems']:
+            shown = '\n'.join(f'  {src}: {why}' for src, why in report['problems'][:20])
+            warnings.warn(f'resize(): {len(report["problems"])} file(s) could not be resized and were copied as they '
+                          f'are:\n{shown}', BadImageWarning, stacklevel=2)
+        moved = [ds.with_root(root) for ds in splits]
+        return type(self)(root, moved[0], moved[1], moved[2] if len(moved) > 2 else None,
                           bs=self.bs, num_workers=self.num_workers, device=self._device)
 
     def show_batch(self, rows: int = 3, split: str = 'train', seed: int = 0):
@@ -203,7 +197,7 @@ class DataBunch:
         idxs = torch.randperm(len(ds), generator=gen)[:n].tolist()
         fig = Figure(figsize=(2.2 * rows, 2.2 * rows))
         for k, i in enumerate(idxs):
-            x, y = ds[i]
+            x, y = ds.item_uint8(i)          # uint8 (C, H, W) after the transforms: no need to denormalize
             ax = fig.add_subplot(rows, rows, k + 1)
             ax.imshow(x.permute(1, 2, 0).numpy())
             ax.set_title(self._label_text(y), fontsize=8)
@@ -236,6 +230,9 @@ class DataBunch:
                    skip_bad: bool = False, device=None) -> 'DataBunch':
         """From an ImageNet-style tree: path/trn_name/<class>/*, path/val_name/<class>/*, path/test_name/*.
 
+        File names (`ds.fnames`) are relative to `path`, e.g. 'valid/cats/cat.1001.jpg' or 'test/abc.jpg', so
+        course code's `PATH + data.val_ds.fnames[i]` opens the file; `ds.paths` holds the absolute paths.
+
         Args:
             path: the root folder.
             bs: batch size.
@@ -251,14 +248,14 @@ class DataBunch:
             >>> data = ImageClassifierData.from_paths('data/dogscats', tfms=tfms_from_model(resnet34, 224))
         """
         path = Path(path)
-        trn_files, trn_y, classes = _folder_source(path / trn_name)
-        val_files, val_y, _ = _folder_source(path / val_name, classes)
+        trn_files, trn_y, classes = folder_source(path / trn_name)
+        val_files, val_y, _ = folder_source(path / val_name, classes)
         test_files = test_y = None
         if test_name:
             if test_with_labels:
-                test_files, test_y, _ = _folder_source(path / test_name, classes)
+                test_files, test_y, _ = folder_source(path / test_name, classes)
             else:
-                test_files = _test_files(path / test_name)
+                test_files = test_folder_files(path / test_name)
                 test_y = np.zeros(len(test_files), dtype=np.int64)
         return cls._from_files(path, classes, (trn_files, trn_y), (val_files, val_y),
                                None if test_files is None else (test_files, test_y), bs, tfms, num_workers,
@@ -271,6 +268,8 @@ class DataBunch:
                  device=None) -> 'DataBunch':
         """From a labels CSV (Kaggle style): row `id,labels`, file = path/folder/(str(id) + suffix).
 
+        File names (`ds.fnames`) are `folder/<id><suffix>`, relative to `path`, as in fastai 0.7.
+
         Column 2 holds one label, or several separated by `cat_separator` (multi-label is detected when any
         row has a number of labels other than one), or numbers with `continuous=True` (regression).
 
@@ -279,6 +278,7 @@ class DataBunch:
             folder: sub-folder holding the labelled images.
             csv_fname: the CSV file (absolute, or relative to the working directory or to `path`).
             val_idxs: row indices (0-based, header excluded) of the validation set; None: `get_cv_idxs(n)`.
+                Both sets keep the CSV's row order (fastai 0.7), whatever the order of `val_idxs`.
             suffix: appended to each id to form the file name, e.g. '.jpg'.
             test_name: sub-folder of unlabelled test images.
             skip_header: the first line is a header.
@@ -290,7 +290,7 @@ class DataBunch:
             csv_path = path / csv_fname
         if not csv_path.exists():
             raise FileNotFoundError(f'labels CSV {csv_fname} not found (also looked in {path})')
-        rows = _read_label_csv(csv_path, skip_header)
+        rows = read_label_csv(csv_path, skip_header)
         files = []
         for line_no, ident, _ in rows:
             f = path / folder / f'{ident}{suffix}'
@@ -298,7 +298,7 @@ class DataBunch:
                 raise FileNotFoundError(f'{csv_path} line {line_no} (id {ident!r}): file {f} does not exist; '
                                         f'check `folder` and `suffix` (now {folder!r}, {suffix!r})')
             files.append(f)
-        y, classes, is_multi = _parse_labels(rows, continuous, cat_separator, csv_path)
+        y, classes, is_multi = parse_labels(rows, continuous, cat_separator, csv_path)
         n = len(files)
         val_idxs = get_cv_idxs(n) if val_idxs is None else np.asarray(val_idxs, dtype=np.int64).reshape(-1)
         if len(val_idxs) and (val_idxs.min() < 0 or val_idxs.max() >= n):
@@ -307,14 +307,14 @@ class DataBunch:
         is_val = np.zeros(n, dtype=bool)
         is_val[val_idxs] = True
         if not continuous:
-            _check_labels_seen_in_training(y, is_val, classes, rows, csv_path)
-        trn_idx = np.nonzero(~is_val)[0]
+            check_labels_seen_in_training(y, is_val, classes, rows, csv_path)
+        trn_idx, val_idx = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]    # both in CSV row order, as 0.7
         test = None
         if test_name:
-            test_files = _test_files(path / test_name)
+            test_files = test_folder_files(path / test_name)
             test = (test_files, np.zeros((len(test_files),) + y.shape[1:], dtype=y.dtype))
         return cls._from_files(path, classes, ([files[i] for i in trn_idx], y[trn_idx]),
-                               ([files[i] for i in val_idxs], y[val_idxs]), test, bs, tfms, num_workers, skip_bad,
+                               ([files[i] for i in val_idx], y[val_idx]), test, bs, tfms, num_workers, skip_bad,
                                device, is_multi=is_multi, is_reg=continuous)
 
     @classmethod
@@ -355,45 +355,18 @@ class DataBunch:
     def _from_files(cls, path, classes, trn, val, test, bs, tfms, num_workers, skip_bad, device,
                     is_multi=False, is_reg=False) -> 'DataBunch':
         trn_tfms, val_tfms = tfms
+        # the sources list files as path / ...: absolute now, so a relative PATH is not applied twice
         splits = {'training': trn, 'validation': val, 'test': test}
+        splits = {k: None if v is None else ([Path(f).absolute() for f in v[0]], v[1]) for k, v in splits.items()}
         if skip_bad:
-            splits = {k: None if v is None else _drop_bad(v[0], v[1], k) for k, v in splits.items()}
+            splits = {k: None if v is None else drop_bad(v[0], v[1], k) for k, v in splits.items()}
         else:
-            _refuse_bad_headers([f for v in splits.values() if v is not None for f in v[0]])
-        kw = dict(classes=classes, is_multi=is_multi, is_reg=is_reg)
+            refuse_bad_headers([f for v in splits.values() if v is not None for f in v[0]])
+        kw = dict(classes=classes, is_multi=is_multi, is_reg=is_reg, path=path)
         trn_ds = FilesDataset(*splits['training'], tfms=trn_tfms, **kw)
         val_ds = FilesDataset(*splits['validation'], tfms=val_tfms, **kw)
         test_ds = None if test is None else FilesDataset(*splits['test'], tfms=val_tfms, **kw)
         return cls(path, trn_ds, val_ds, test_ds, bs=bs, num_workers=num_workers, device=device)
-
-
-def _test_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f'no test folder {folder}: pass test_name=None or create it')
-    files = image_files(folder) or image_files(folder, recurse=True)
-    if not files:
-        raise ValueError(f'test folder {folder} holds no images')
-    return files
-
-
-def _parse_labels(rows, continuous: bool, sep: str, csv_path: Path) -> tuple[np.ndarray, list, bool]:
-    """Label texts -> (y, classes, is_multi): class indices, multi-hot rows, or float targets."""
-    split = [label.split(sep) if sep else [label] for _, _, label in rows]
-    split = [[s for s in parts if s] for parts in split]
-    if continuous:
-        try:
-            y = np.array([[float(s) for s in parts] for parts in split], dtype=np.float32)
-        except ValueError as e:
-            raise ValueError(f'{csv_path}: continuous=True needs numeric labels ({e})') from e
-        return (y[:, 0] if y.shape[1] == 1 else y), [], False
-    classes = sorted({s for parts in split for s in parts})
-    index = {c: i for i, c in enumerate(classes)}
-    if any(len(parts) != 1 for parts in split):
-        y = np.zeros((len(split), len(classes)), dtype=np.float32)
-        for r, parts in enumerate(split):
-            y[r, [index[s] for s in parts]] = 1.0
-        return y, classes, True
-    return np.array([index[parts[0]] for parts in split], dtype=np.int64), classes, False
 
 
 ImageClassifierData = DataBunch

@@ -1,4 +1,5 @@
-"""Datasets yielding (uint8 CHW tensor after item transforms, label tensor), from files or in-memory arrays."""
+"""Datasets of image files or in-memory arrays: `ds[i]` gives fastai 0.7's (normalized float image, label);
+the loaders fetch uint8 items through `__getitems__` and normalize per batch on the device."""
 from __future__ import annotations
 
 import copy
@@ -60,9 +61,18 @@ def _label_tensor(y: np.ndarray, is_multi: bool, is_reg: bool) -> torch.Tensor:
 class BaseDataset(Dataset):
     """Common part: labels, classes, the item pipeline `tfms`, `with_tfms`, `denorm`.
 
+    `ds[i]` is what fastai 0.7 returned: `(x, y)` with x the normalized float32 (C, H, W) numpy image after the
+    data set's transforms, and y its label (an int class index, or a float row for multi-label and regression);
+    so `ds.denorm(np.stack([ds[i][0] for i in idxs]))` gives viewable (B, H, W, C) images in [0, 1].
+    A slice gives `(stacked x, labels)`.
+
+    Loaders do not use `ds[i]`: DataLoader fetches through `__getitems__`, which gives uint8 items like
+    `item_uint8` (before normalization), so batches travel as uint8 and are normalized per batch on the device.
+
     Subclasses implement `get_x(i) -> uint8 (C, H, W) tensor` (before transforms) and `fingerprint()`.
     """
-    fnames: list[Path] | None = None
+    fnames: list[str] | None = None
+    paths: list[Path] | None = None
 
     def __init__(self, y, classes: Sequence, tfms: Transforms | None, is_multi: bool = False, is_reg: bool = False):
         self.y = np.asarray(y)
@@ -92,9 +102,22 @@ class BaseDataset(Dataset):
     def get_x(self, i: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def __getitem__(self, i: int):
+    def item_uint8(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 (C, H, W) image after the item transforms, label tensor): what the loaders move."""
         with _one_thread():
             return self.tfms(self.get_x(i)), self._yt[i]
+
+    def __getitems__(self, idxs: Sequence[int]):
+        """Items `idxs` for a loader (DataLoader calls this instead of `ds[i]`): uint8, not normalized."""
+        with _one_thread():
+            return [(self.tfms(self.get_x(int(i))), self._yt[int(i)]) for i in idxs]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            xs, ys = zip(*(self[k] for k in range(*i.indices(len(self)))))
+            return np.stack(xs), np.stack(ys)
+        x, _ = self.item_uint8(i)
+        return self.tfms.normalize(x).numpy(), self.y[i]
 
     def with_tfms(self, tfms: Transforms) -> 'BaseDataset':
         """The same items under another pipeline (TTA, precompute, resizing)."""
@@ -103,7 +126,7 @@ class BaseDataset(Dataset):
         return new
 
     def denorm(self, x) -> np.ndarray:
-        """A normalized (B, C, H, W) or (C, H, W) batch -> (B, H, W, C) float numpy in [0, 1]."""
+        """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) float numpy in [0, 1]."""
         return self.tfms.denorm(x)
 
     def _hash_labels(self, h) -> None:
@@ -114,11 +137,21 @@ class BaseDataset(Dataset):
         raise NotImplementedError
 
 
+def _relative_name(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` with '/' separators (fastai 0.7's `fnames`), or in full when outside it."""
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
 class FilesDataset(BaseDataset):
     """Image files with labels; decoding through `open_image` (EXIF, any mode, JPEG draft at the target size).
 
     Args:
-        fnames: image paths.
+        fnames: image files: relative to `path` (e.g. 'train/cats/cat.1.jpg'), or absolute.
         y: labels: class indices (int), multi-hot rows (float) or regression targets (float).
         classes: class names (index order).
         tfms: the item pipeline.
@@ -126,31 +159,51 @@ class FilesDataset(BaseDataset):
             bad file: a truncated file is read partially, an undecodable one is replaced by a gray square, and a
             `BadImageWarning` names the file (once per file and process). DataBunch constructors check headers
             up front, so only broken pixel data, or files changed during training, get here.
+        path: the folder the names are relative to (the DataBunch's `path`); None: the working directory, and
+            `fnames` keeps the names as given.
+
+    Attributes:
+        fnames: names relative to `path` with '/' separators, as fastai 0.7 had them, so course code's
+            `PATH + ds.fnames[i]` opens the file (names outside `path` are given in full).
+        paths: the absolute `pathlib.Path` of every file; decoding, fingerprints and resizing use these.
     """
 
     def __init__(self, fnames: Sequence, y, classes: Sequence, tfms: Transforms | None = None,
-                 is_multi: bool = False, is_reg: bool = False, strict: bool = False):
-        self.fnames = [Path(f) for f in fnames]
-        if len(self.fnames) != len(y):
-            raise ValueError(f'{len(self.fnames)} files but {len(y)} labels: give one label per file')
+                 is_multi: bool = False, is_reg: bool = False, strict: bool = False, path=None):
+        self.path = Path(path) if path is not None else None
+        root = self.path.absolute() if self.path is not None else Path.cwd()
+        self.paths = [p if p.is_absolute() else root / p for p in map(Path, fnames)]
+        self.fnames = ([_relative_name(p, root) for p in self.paths] if self.path is not None
+                       else [Path(f).as_posix() for f in fnames])
+        if len(self.paths) != len(y):
+            raise ValueError(f'{len(self.paths)} files but {len(y)} labels: give one label per file')
         self.strict = strict
         self._warned: set = set()
         super().__init__(y, classes, tfms, is_multi, is_reg)
 
     def get_x(self, i: int) -> torch.Tensor:
         if self.strict:
-            return image_to_tensor(open_image(self.fnames[i], target_size=self.tfms.decode_size))
-        arr, problem = open_image_or_placeholder(self.fnames[i], target_size=self.tfms.decode_size or self.tfms.sz)
+            return image_to_tensor(open_image(self.paths[i], target_size=self.tfms.decode_size))
+        arr, problem = open_image_or_placeholder(self.paths[i], target_size=self.tfms.decode_size or self.tfms.sz)
         if problem is not None and i not in self._warned:
             self._warned.add(i)
             warnings.warn(f'{problem}. verify_images() lists such files; skip_bad=True leaves them out',
                           BadImageWarning, stacklevel=2)
         return image_to_tensor(arr)
 
+    def with_root(self, path) -> 'FilesDataset':
+        """The same names, labels and transforms under another folder (e.g. resized copies of the files)."""
+        new = copy.copy(self)
+        new.path = Path(path)
+        root = new.path.absolute()
+        new.paths = [root / f for f in self.fnames]
+        new._warned = set()
+        return new
+
     def fingerprint(self) -> str:
         """sha256 of every file's name, size and mtime, and of the labels."""
         h = hashlib.sha256()
-        for f in self.fnames:
+        for f in self.paths:
             st = os.stat(f)
             h.update(f'{f}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
         self._hash_labels(h)
@@ -163,9 +216,10 @@ class ArrayDataset(BaseDataset):
     (Batched transforms keep torch's intra-op threads: unlike per-item work on one small image, a whole
     batch is large enough to gain from them.)
 
-    With a vectorised pipeline (e.g. the CIFAR recipe: pad, flip, random crop) the DataLoader fetches a
+    With a vectorised pipeline (e.g. the CIFAR recipe: pad, flip, random crop) the loader fetches a
     whole batch through `__getitems__` and transforms it in a few tensor operations.
     """
+    whole_batches = True   # make_loader may fetch batches in the main process (BatchLoader)
 
     def __init__(self, x: np.ndarray, y, classes: Sequence, tfms: Transforms | None = None,
                  is_multi: bool = False, is_reg: bool = False):

@@ -75,12 +75,13 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
                 drop_single: bool = False) -> 'DeviceDataLoader':
     """A DeviceDataLoader over `ds`; with `drop_single` the last batch is dropped only if it would hold 1 item.
 
-    In-memory datasets that fetch whole batches (`__getitems__`) load in the main process without DataLoader
-    (`BatchLoader`) when `num_workers` is 0.
+    In-memory datasets that fetch whole batches (`whole_batches = True`, e.g. `ArrayDataset`) load in the main
+    process without DataLoader (`BatchLoader`) when `num_workers` is 0. Either way items come through the data
+    set's `__getitems__` when it has one (uint8 for our data sets), else `ds[i]`.
     """
     drop_last = drop_single and len(ds) % bs == 1 and len(ds) > 1
     pin = torch.device(device).type == 'cuda'
-    if num_workers == 0 and callable(getattr(ds, '__getitems__', None)):
+    if num_workers == 0 and getattr(ds, 'whole_batches', False) and callable(getattr(ds, '__getitems__', None)):
         return DeviceDataLoader(BatchLoader(ds, bs, shuffle, drop_last, pin), device)
     dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
                     collate_fn=collate_uint8, persistent_workers=num_workers > 0, pin_memory=pin)

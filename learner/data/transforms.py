@@ -1,8 +1,9 @@
-"""fastai 0.7 transforms: sizing and cropping steps, the `Transforms` pipeline, `tfms_from_stats/_model`, stats.
+"""fastai 0.7 transforms: the `Transforms` pipeline, `tfms_from_stats/_model`, normalization stats, the
+augmentation lists, and (re-exported) every transform.
 
-The random augmentations live in `augment.py` and are re-exported here. Every transform takes and returns
-a uint8 (C, H, W) tensor on the CPU; most also have a vectorised `batch(xb)` for (B, C, H, W) batches of
-equal-sized images (array data sets use it). Randomness comes from torch's global generator, which
+The sizing and cropping steps live in `sizing.py`, the random augmentations in `augment.py`. Every transform takes
+and returns a uint8 (C, H, W) tensor on the CPU; most also have a vectorised `batch(xb)` for (B, C, H, W) batches
+of equal-sized images (array data sets use it). Randomness comes from torch's global generator, which
 DataLoader seeds differently in every worker.
 Normalization is not an item transform: it happens per batch on the device (see DeviceDataLoader).
 """
@@ -15,18 +16,18 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torchvision.transforms as tv1
-import torchvision.transforms.v2.functional as F
 
 from .normalize import Normalize
-from .augment import (BILINEAR, Cutout, RandomBlur, RandomDihedral, RandomFlip, RandomLighting, RandomRotate,
-                      RandomStretch, RandomZoom, Transform, _happens, _rand, image_to_tensor)
+from .augment import (Cutout, RandomBlur, RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomRotateZoom,
+                      RandomStretch, RandomZoom, Transform, image_to_tensor)
+from .resample import pad_mode_name
+from .sizing import AddPadding, CenterCrop, GoogleNetResize, NoCrop, RandomCrop, RandomScale, Scale
 
 __all__ = ['CropType', 'Transform', 'Scale', 'RandomScale', 'AddPadding', 'RandomCrop', 'CenterCrop', 'NoCrop',
            'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomZoom',
-           'RandomStretch', 'RandomBlur', 'Cutout', 'Transforms', 'transforms_basic', 'transforms_side_on',
-           'transforms_top_down', 'imagenet_stats', 'inception_stats', 'cifar_stats', 'tfms_from_stats',
-           'tfms_from_model', 'image_to_tensor']
+           'RandomStretch', 'RandomRotateZoom', 'RandomBlur', 'Cutout', 'Transforms', 'transforms_basic',
+           'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats', 'cifar_stats',
+           'tfms_from_stats', 'tfms_from_model', 'image_to_tensor']
 
 
 imagenet_stats = (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
@@ -35,165 +36,12 @@ cifar_stats = (np.array([0.4914, 0.48216, 0.44653]), np.array([0.24703, 0.24349,
 
 
 class CropType(IntEnum):
-    """How the training pipeline crops to sz x sz (fastai 0.7 values)."""
+    """How the training pipeline crops to sz x sz (fastai 0.7 values); NOOP keeps the scaled image uncropped."""
     RANDOM = 1
     CENTER = 2
     NO = 3
     GOOGLENET = 4
-
-
-class Scale(Transform):
-    """Resize so the smaller side is `sz` (antialiased); a no-op when it already is."""
-    batchable = True
-
-    def __init__(self, sz: int):
-        self.sz = sz
-
-    def __call__(self, x):
-        return x if min(x.shape[-2:]) == self.sz else F.resize(x, self.sz, interpolation=BILINEAR, antialias=True)
-
-    batch = __call__
-
-    def index_map(self, rows, cols):
-        return (rows, cols) if min(rows.shape[1], cols.shape[1]) == self.sz else None
-
-
-class RandomScale(Transform):
-    """With probability p, resize the smaller side to sz * U(1, max_zoom); otherwise to sz."""
-
-    def __init__(self, sz: int, max_zoom: float, p: float = 0.75):
-        self.sz, self.max_zoom, self.p = sz, max_zoom, p
-
-    def __call__(self, x):
-        target = self.sz * _rand(1.0, self.max_zoom) if _happens(self.p) else self.sz
-        target = int(round(target))
-        return x if min(x.shape[-2:]) == target else F.resize(x, target, interpolation=BILINEAR, antialias=True)
-
-
-class AddPadding(Transform):
-    """Pad `pad` pixels on every side; mode 'reflect' (default), 'constant' (black), 'edge' or 'symmetric'."""
-    batchable = True
-
-    def __init__(self, pad: int, mode: str = 'reflect'):
-        if mode not in ('reflect', 'constant', 'edge', 'symmetric'):
-            raise ValueError(f"AddPadding mode must be 'reflect', 'constant', 'edge' or 'symmetric', got {mode!r}")
-        self.pad, self.mode = pad, mode
-
-    def __call__(self, x):
-        return F.pad(x, [self.pad] * 4, padding_mode=self.mode) if self.pad else x
-
-    batch = __call__
-
-    def _axis(self, n: int) -> torch.Tensor:
-        """Source index of each padded position along an axis of length n (cached per n)."""
-        cache = self.__dict__.setdefault('_axis_cache', {})
-        if n not in cache:
-            i = torch.arange(-self.pad, n + self.pad)
-            if self.mode == 'edge':
-                i = i.clamp(0, n - 1)
-            elif self.mode == 'symmetric':
-                i = torch.where(i < 0, -i - 1, i)
-                i = torch.where(i >= n, 2 * n - 1 - i, i)
-            else:                                         # reflect: mirror without repeating the edge pixel
-                i = i.abs()
-                i = torch.where(i >= n, 2 * (n - 1) - i, i)
-            cache[n] = i
-        return cache[n]
-
-    def index_map(self, rows, cols):
-        if self.mode == 'constant' or self.pad >= min(rows.shape[1], cols.shape[1]):
-            return None
-        return rows.index_select(1, self._axis(rows.shape[1])), cols.index_select(1, self._axis(cols.shape[1]))
-
-
-class RandomCrop(Transform):
-    """A random sz x sz window (the image must be at least sz on each side)."""
-    batchable = True
-
-    def __init__(self, sz: int):
-        self.sz = sz
-
-    def _check(self, h, w):
-        if h < self.sz or w < self.sz:
-            raise ValueError(f'{type(self).__name__}({self.sz}) got an image of {h}x{w}; scale it to at least '
-                             f'{self.sz} first (tfms_from_stats does)')
-
-    def __call__(self, x):
-        h, w = x.shape[-2:]
-        self._check(h, w)
-        top, left = int(torch.randint(h - self.sz + 1, ())), int(torch.randint(w - self.sz + 1, ()))
-        return F.crop(x, top, left, self.sz, self.sz)
-
-    def batch(self, xb):
-        # Vectorised: one gather with per-item offsets. (B, C, H, W) -> (B, C, sz, sz)
-        n, _, h, w = xb.shape
-        self._check(h, w)
-        ar = torch.arange(self.sz)
-        rows = (torch.randint(h - self.sz + 1, (n, 1)) + ar)[:, :, None]     # (B, sz, 1)
-        cols = (torch.randint(w - self.sz + 1, (n, 1)) + ar)[:, None, :]     # (B, 1, sz)
-        out = xb.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows, cols]  # (B, sz, sz, C)
-        return out.permute(0, 3, 1, 2).contiguous()
-
-    def index_map(self, rows, cols):
-        n, h, w = rows.shape[0], rows.shape[1], cols.shape[1]
-        self._check(h, w)
-        ar = torch.arange(self.sz)
-        return (torch.gather(rows, 1, torch.randint(h - self.sz + 1, (n, 1)) + ar),
-                torch.gather(cols, 1, torch.randint(w - self.sz + 1, (n, 1)) + ar))
-
-
-class CenterCrop(Transform):
-    """The central sz x sz window."""
-    batchable = True
-
-    def __init__(self, sz: int):
-        self.sz = sz
-
-    def __call__(self, x):
-        return x if tuple(x.shape[-2:]) == (self.sz, self.sz) else F.center_crop(x, [self.sz, self.sz])
-
-    batch = __call__
-
-    def index_map(self, rows, cols):
-        h, w = rows.shape[1], cols.shape[1]
-        if h < self.sz or w < self.sz:
-            return None   # torchvision pads small images; leave that to __call__
-        top, left = int(round((h - self.sz) / 2.0)), int(round((w - self.sz) / 2.0))
-        return rows[:, top:top + self.sz], cols[:, left:left + self.sz]
-
-
-class NoCrop(Transform):
-    """Resize to sz x sz without cropping (the aspect ratio is not kept)."""
-    batchable = True
-
-    def __init__(self, sz: int):
-        self.sz = sz
-
-    def __call__(self, x):
-        if tuple(x.shape[-2:]) == (self.sz, self.sz):
-            return x
-        return F.resize(x, [self.sz, self.sz], interpolation=BILINEAR, antialias=True)
-
-    batch = __call__
-
-    def index_map(self, rows, cols):
-        return (rows, cols) if rows.shape[1] == cols.shape[1] == self.sz else None
-
-
-class GoogleNetResize(Transform):
-    """Random area fraction and aspect ratio crop, resized to sz x sz (Inception-style augmentation)."""
-
-    def __init__(self, sz: int, min_area_frac: float = 0.08, min_aspect_ratio: float = 0.75,
-                 max_aspect_ratio: float = 1.333, flip_hw_p: float = 0.5):
-        self.sz, self.min_area_frac = sz, min_area_frac
-        self.min_aspect_ratio, self.max_aspect_ratio, self.flip_hw_p = min_aspect_ratio, max_aspect_ratio, flip_hw_p
-
-    def __call__(self, x):
-        ratio = (self.min_aspect_ratio, self.max_aspect_ratio)
-        if _happens(self.flip_hw_p):   # sample the aspect ratio as h/w instead of w/h
-            ratio = (1 / ratio[1], 1 / ratio[0])
-        top, left, h, w = tv1.RandomResizedCrop.get_params(x, scale=(self.min_area_frac, 1.0), ratio=ratio)
-        return F.resized_crop(x, top, left, h, w, [self.sz, self.sz], interpolation=BILINEAR, antialias=True)
+    NOOP = 5
 
 
 transforms_basic = [RandomRotate(10), RandomLighting(0.05, 0.05)]
@@ -217,10 +65,10 @@ class Transforms:
         sz: final side in pixels (None: images pass at their own size).
         stats: (mean, std) of 3 floats in 0..1 units, applied per batch on the device; None means
             (0, 1): pixels only scaled to [0, 1].
-        max_zoom: the largest upscale the pipeline may apply (decides the JPEG draft size).
+        max_zoom: the largest upscale the pipeline may apply, or a (min, max) pair (decides the JPEG draft size).
     """
 
-    def __init__(self, tfms: Sequence[Transform], sz: int | None = None, stats=None, max_zoom: float | None = None):
+    def __init__(self, tfms: Sequence[Transform], sz: int | None = None, stats=None, max_zoom=None):
         self.tfms, self.sz, self.max_zoom = list(tfms), sz, max_zoom
         self.normalize = Normalize(stats)
 
@@ -232,15 +80,24 @@ class Transforms:
     @property
     def decode_size(self) -> int | None:
         """Smallest side a decoded image needs so that no step upsamples it (hint for `open_image`)."""
-        return None if self.sz is None else int(math.ceil(self.sz * (self.max_zoom or 1.0)))
+        zoom = self.max_zoom[-1] if isinstance(self.max_zoom, (tuple, list)) else self.max_zoom
+        return None if self.sz is None else int(math.ceil(self.sz * max(zoom or 1.0, 1.0)))
 
     @property
     def batchable(self) -> bool:
         return all(t.batchable for t in self.tfms)
 
     def __call__(self, x) -> torch.Tensor:
-        """The pipeline on one image: a uint8 (C, H, W) tensor, or an (H, W, 3) uint8 array from `open_image`."""
+        """The pipeline on one image -> uint8 (C, H, W) tensor (not normalized: see `normalize`).
+
+        `x`: a uint8 (C, H, W) tensor, or an (H, W, 3) array from `open_image` (uint8, or floats in [0, 1] as
+        fastai 0.7's `open_image` returned).
+        """
         if isinstance(x, np.ndarray):
+            if x.dtype != np.uint8:
+                if x.dtype.kind != 'f':
+                    raise TypeError(f'expected an (H, W, 3) uint8 image or floats in [0, 1], got {x.dtype}')
+                x = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
             x = image_to_tensor(x)
         for t in self.tfms:
             x = t(x)
@@ -289,46 +146,51 @@ class Transforms:
         return f'Transforms(sz={self.sz}, stats=({mean}, {std}), tfms={self.tfms!r})'
 
 
-def tfms_from_stats(stats, sz: int, aug_tfms: Sequence[Transform] | None = None, max_zoom: float | None = None,
+def tfms_from_stats(stats, sz: int, aug_tfms: Sequence[Transform] | None = None, max_zoom=None,
                     pad: int = 0, crop_type: CropType = CropType.RANDOM, tfm_y=None, sz_y=None,
-                    pad_mode: str = 'reflect', norm_y: bool = True, scale=None) -> tuple[Transforms, Transforms]:
-    """Training and validation pipelines for images normalized with `stats`, cropped to sz x sz.
+                    pad_mode='symmetric', norm_y: bool = True, scale=None) -> tuple[Transforms, Transforms]:
+    """Training and validation pipelines for images normalized with `stats`, cropped to sz x sz (fastai 0.7).
 
     Training: scale (smaller side to sz, or `RandomScale(sz, max_zoom)`) -> `AddPadding(pad)` -> aug_tfms ->
-    crop (random, centre, none or GoogleNet per `crop_type`). Validation: scale to sz -> padding -> centre crop
-    (so `pad` with a centre crop returns the original image).
+    crop (random, centre, resize without crop, or none per `crop_type`); with `CropType.GOOGLENET` a
+    `GoogleNetResize(sz)` window replaces the scale, padding and crop. Validation: scale to sz -> padding -> centre
+    crop (resize for `CropType.NO`, none for `CropType.NOOP`), so `pad` with a centre crop returns the original.
 
     Args:
         stats: (mean, std), 3 floats each in 0..1 units, e.g. `imagenet_stats`.
         sz: final side in pixels.
         aug_tfms: training augmentations, e.g. `transforms_side_on` or `[RandomFlip()]`.
-        max_zoom: scale up by up to this factor in training (1.1 = 10%).
-        pad: pixels of padding on each side (`pad_mode`) before the crop.
+        max_zoom: scale up by up to this factor in training (1.1 = 10%), or a (min, max) pair.
+        pad: pixels of padding on each side before the crop.
         crop_type: a `CropType`.
-        tfm_y, sz_y, norm_y: fastai 0.7 target transforms (segmentation, boxes); not supported.
-        scale: a list of transforms replacing the default scaling step, for both pipelines.
+        tfm_y, sz_y, norm_y: fastai 0.7 target transforms (segmentation, boxes); only tfm_y None or 1
+            (TfmType.NO) is supported.
+        pad_mode: 'symmetric' (default: OpenCV BORDER_REFLECT, fastai 0.7's), 'reflect', 'edge', 'constant', or a
+            cv2.BORDER_* code.
+        scale: a transform or list of transforms replacing the default scaling step, for both pipelines.
 
     Example:
         >>> trn_tfms, val_tfms = tfms_from_stats(cifar_stats, 32, aug_tfms=[RandomFlip()], pad=4)
     """
-    if tfm_y not in (None, 0) or sz_y is not None:
+    if tfm_y not in (None, 0, 1) or sz_y is not None:
         raise NotImplementedError('tfm_y/sz_y (transforming targets: masks, boxes) are not supported: '
                                   'learner classifies images; leave them None')
     crop_type = CropType(crop_type)
-    aug = list(aug_tfms or [])
-    padding = [AddPadding(pad, mode=pad_mode)] if pad else []
-    val_scale = list(scale) if scale is not None else [Scale(sz)]
+    aug = list(aug_tfms) if isinstance(aug_tfms, (list, tuple)) else [aug_tfms] if aug_tfms is not None else []
+    padding = [AddPadding(pad, mode=pad_mode_name(pad_mode, 'pad_mode'))] if pad else []
     if scale is not None:
-        trn_scale = list(scale)
-    elif crop_type == CropType.GOOGLENET:
-        trn_scale = [GoogleNetResize(sz)]
+        scale = list(scale) if isinstance(scale, (list, tuple)) else [scale]
+    val_scale = scale if scale is not None else [Scale(sz)]
+    crops = {CropType.RANDOM: [RandomCrop(sz)], CropType.CENTER: [CenterCrop(sz)], CropType.NO: [NoCrop(sz)],
+             CropType.NOOP: []}
+    if crop_type == CropType.GOOGLENET:   # 0.7: no scaling or padding in training, the window is the crop
+        trn_steps = [GoogleNetResize(sz)] + aug + [NoCrop(sz)]
     else:
-        trn_scale = [RandomScale(sz, max_zoom)] if max_zoom else [Scale(sz)]
-    trn_crop = {CropType.RANDOM: RandomCrop, CropType.CENTER: CenterCrop, CropType.NO: NoCrop,
-                CropType.GOOGLENET: NoCrop}[crop_type](sz)
-    val_crop = NoCrop(sz) if crop_type == CropType.NO else CenterCrop(sz)
-    trn = Transforms(trn_scale + padding + aug + [trn_crop], sz, stats, max_zoom=max_zoom)
-    val = Transforms(val_scale + padding + [val_crop], sz, stats)
+        trn_scale = scale if scale is not None else [RandomScale(sz, max_zoom)] if max_zoom else [Scale(sz)]
+        trn_steps = trn_scale + padding + aug + crops[crop_type]
+    val_crop = crops[crop_type] if crop_type in (CropType.NO, CropType.NOOP) else [CenterCrop(sz)]
+    trn = Transforms(trn_steps, sz, stats, max_zoom=max_zoom)
+    val = Transforms(val_scale + padding + val_crop, sz, stats)
     return trn, val
 
 
@@ -350,9 +212,9 @@ def _stats_of(arch) -> tuple:
     return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
 
-def tfms_from_model(f_model, sz: int, aug_tfms: Sequence[Transform] | None = None, max_zoom: float | None = None,
+def tfms_from_model(f_model, sz: int, aug_tfms: Sequence[Transform] | None = None, max_zoom=None,
                     pad: int = 0, crop_type: CropType = CropType.RANDOM, tfm_y=None, sz_y=None,
-                    pad_mode: str = 'reflect', norm_y: bool = True, scale=None,
+                    pad_mode='symmetric', norm_y: bool = True, scale=None,
                     stats=None) -> tuple[Transforms, Transforms]:
     """`tfms_from_stats` with the stats the architecture's pretrained weights were trained with.
 
