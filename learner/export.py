@@ -1,7 +1,14 @@
 """Export a trained ConvLearner as plain data (weights + names + numbers, no pickled code) and load it back
-for inference with `load_learner`."""
+for inference with `load_learner`.
+
+An export also keeps what the prediction server shows about the model (`learner serve`): when it was exported and
+how it did on the validation set (per-class precision / recall / average precision, the confusion matrix, the
+counts at 101 thresholds, and the validation probabilities themselves when they are small enough).
+"""
 from __future__ import annotations
 
+import datetime
+import warnings
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -9,20 +16,63 @@ import numpy as np
 import torch
 from torch import nn
 
+from .inference import collect_outputs, image_batch, to_predictions, to_probabilities
+from .interpret import DEFAULT_THRESHOLD, threshold_curve, validation_report
 from .persistence import atomic_torch_save, safe_torch_load
 from .models.backbones import create_body, get_backbone, num_features
 from .models.heads import create_head
 
-__all__ = ['export_learner', 'load_learner', 'InferenceLearner', 'EXPORT_FORMAT']
+__all__ = ['export_learner', 'load_learner', 'InferenceLearner', 'EXPORT_FORMAT', 'validation_summary']
 
 EXPORT_FORMAT = 'learner-export-v1'
 
+#: Validation probabilities are stored in the export only up to this many numbers (N x C; 2M float32 = 8 MB);
+#: the per-threshold counts, which is all the server's page needs, are always stored.
+MAX_STORED_PROBS = 2_000_000
 
-def export_learner(learn: Any, path: Union[str, Path]) -> Path:
+
+def validation_summary(probs: np.ndarray, y: np.ndarray, classes: Sequence[str], is_multi: bool,
+                       threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """The `meta['validation']` block of an export, plain data only: the report at `threshold` (see
+    `learner.interpret.validation_report`), the counts at 101 thresholds, and the probabilities and labels as
+    tensors when N x C <= MAX_STORED_PROBS."""
+    probs = np.asarray(probs, dtype=np.float32)
+    block = {'report': validation_report(probs, y, classes, is_multi, threshold),
+             'curve': threshold_curve(probs, y, is_multi)}
+    if probs.size <= MAX_STORED_PROBS:
+        block['probs'] = torch.from_numpy(np.ascontiguousarray(probs))
+        y = np.asarray(y)
+        block['labels'] = torch.from_numpy(np.ascontiguousarray(y.astype(np.uint8 if is_multi else np.int64)))
+    return block
+
+
+def _validation_block(learn: Any, threshold: float) -> Union[dict, None]:
+    """Predict the validation set and summarise it; None (with a warning) when there is nothing to summarise."""
+    data = learn.data
+    if getattr(data, 'is_reg', False) or getattr(data, 'val_ds', None) is None or not len(data.val_ds):
+        return None
+    try:
+        probs, y = learn.get_preds('valid')
+    except Exception as err:  # the export itself must not fail because the metrics could not be computed
+        warnings.warn(f'export: validation metrics left out ({type(err).__name__}: {err}); '
+                      f'the server will show none for this model', stacklevel=3)
+        return None
+    return validation_summary(probs, y, data.classes, bool(data.is_multi), threshold)
+
+
+def export_learner(learn: Any, path: Union[str, Path], validation: bool = True,
+                   threshold: float = DEFAULT_THRESHOLD) -> Path:
     """Write `learn`'s weights, backbone name, head settings, classes, size and normalization to `path`.
 
     Only tensors, strings, numbers and lists are stored, so `load_learner` can read it with
     `torch.load(weights_only=True)`: an export can never run code when it is opened.
+
+    Args:
+        learn: a `ConvLearner.pretrained` learner.
+        path: the file to write (atomically).
+        validation: also predict the validation set once and store `meta['validation']` (see
+            `validation_summary`), which `learner serve` shows; False skips that pass.
+        threshold: the default probability threshold of the stored per-class precision and recall.
     """
     if getattr(learn, 'spec', None) is None or getattr(learn, 'custom_head', False):
         raise ValueError('export needs a ConvLearner.pretrained model with the default head '
@@ -41,7 +91,13 @@ def export_learner(learn: Any, path: Union[str, Path]) -> Path:
         'sz': int(data.sz),
         'mean': mean,
         'std': std,
+        'exported_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'n_train': int(len(data.trn_ds)) if getattr(data, 'trn_ds', None) is not None else None,
     }
+    if validation:
+        block = _validation_block(learn, threshold)
+        if block is not None:
+            meta['validation'] = block
     state = {k: v.detach().cpu() for k, v in learn.model.state_dict().items()}
     return atomic_torch_save({'meta': meta, 'state_dict': state}, path)
 
@@ -60,23 +116,19 @@ class InferenceLearner:
         self.valid_tfms = tfms_from_stats((np.array(meta['mean']), np.array(meta['std'])), self.sz)[1]
 
     def _batch(self, images: Sequence[Any]) -> torch.Tensor:
-        from .data.images import open_image
-        tensors = []
-        for image in images:
-            if isinstance(image, (str, Path)):
-                array = open_image(image, target_size=self.sz)
-            else:
-                array = np.asarray(image.convert('RGB') if hasattr(image, 'convert') else image, dtype=np.uint8)
-            chw = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-            tensors.append(self.valid_tfms(chw))
-        return self.valid_tfms.normalize(torch.stack(tensors).to(self.device))  # (B, 3, sz, sz) float
+        """Images (paths, PIL images or HxWx3 uint8 arrays) -> one normalized (B, 3, sz, sz) batch on the device."""
+        return torch.cat([image_batch(image, self.valid_tfms, self.device) for image in images])
 
     def predict_probs(self, images: Sequence[Any]) -> np.ndarray:
-        """(N, C) probabilities (softmax, or per-class sigmoid for multi-label) for image paths, PIL images or arrays."""
-        with torch.no_grad():
-            out = self.model(self._batch(list(images))).float()
-        probs = torch.sigmoid(out) if self.is_multi else torch.softmax(out, dim=-1)
-        return probs.cpu().numpy()
+        """(N, C) probabilities (softmax, or per-class sigmoid for multi-label) for image paths, PIL images or arrays,
+        through the same eval loop and conversion as `learn.get_preds`."""
+        images = list(images)
+        if not images:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        x = self._batch(images)
+        out, _ = collect_outputs(self.model, [(x, torch.zeros(len(x)))])
+        kind = 'multi' if self.is_multi else 'single'
+        return to_probabilities(to_predictions(out, kind).numpy(), kind)
 
     def predict_image(self, image: Any) -> tuple:
         """`(class name, probabilities (C,))` for one image path, PIL image or HxWx3 uint8 array."""

@@ -44,3 +44,54 @@ def test_plots_return_figures():
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match='single-label'):
         ClassificationInterpretation(np.zeros((3, 2)), np.zeros((4,)), ['a', 'b'])
+
+
+# ------------------------------------------------------------------------------------ precision / recall / AP
+from learner.interpret import average_precision, threshold_counts, threshold_curve, validation_report  # noqa: E402
+
+
+def test_threshold_counts_single_label_abstains_below_the_threshold():
+    probs = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .1, .8], [.1, .6, .3], [.5, .4, .1]])
+    y = np.array([0, 0, 1, 2, 2, 1])
+    at0 = threshold_counts(probs, y, [0.0])[0]             # every item predicted as its argmax
+    assert at0.tolist() == [[1, 1, 1], [1, 2, 1], [1, 0, 1]]  # (tp, fp, fn) per class
+    at75 = threshold_counts(probs, y, [0.75])[0]           # only items 0, 2 and 3 are confident enough
+    assert at75.tolist() == [[1, 0, 1], [1, 0, 1], [1, 0, 1]]
+    report = validation_report(probs, y, ['a', 'b', 'c'], threshold=0.75)
+    assert [r['precision'] for r in report['per_class']] == [1.0, 1.0, 1.0]
+    assert [r['recall'] for r in report['per_class']] == [0.5, 0.5, 0.5]
+    assert report['confusion_matrix'] == [[1, 1, 0], [1, 1, 0], [0, 1, 1]]  # argmax, threshold-free
+    none = validation_report(probs, y, ['a', 'b', 'c'], threshold=0.99)
+    assert none['precision'] is None and none['per_class'][0]['precision'] is None  # no predictions: undefined
+
+
+def test_average_precision_by_hand_with_ties_and_without_positives():
+    assert average_precision([.9, .8, .7, .6], [1, 0, 1, 0]) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert average_precision([.9, .5, .5, .1], [0, 1, 0, 1]) == pytest.approx(0.5 * 1 / 3 + 0.5 * 2 / 4)  # tie: one step
+    assert average_precision([.3, .2], [1, 1]) == 1.0
+    assert np.isnan(average_precision([.3, .2], [0, 0]))
+
+
+def test_multi_label_report_and_curve():
+    probs = np.array([[.9, .2], [.6, .7], [.1, .8], [.4, .3]])
+    y = np.array([[1, 0], [0, 1], [0, 1], [1, 0]])
+    report = validation_report(probs, y, ['x', 'y'], is_multi=True)
+    assert report['confusion_matrix'] == [[[1, 1], [1, 1]], [[2, 0], [0, 2]]]   # per class [[TN, FP], [FN, TP]]
+    assert report['per_class'][1]['precision'] == 1.0 and report['per_class'][0]['recall'] == 0.5
+    curve = threshold_curve(probs, y, is_multi=True, n_points=11)
+    assert curve['thresholds'][5] == 0.5 and curve['tp'][5] == [1, 2] and curve['fp'][0] == [2, 2]
+    with pytest.raises(ValueError, match='multi-hot'):
+        validation_report(probs, np.array([0, 1, 1, 0]), ['x', 'y'], is_multi=True)
+
+
+def test_interpretation_precision_recall_ap_and_plot():
+    interp = _interp()
+    pr = interp.precision_recall(0.75)
+    assert pr == {'a': (1.0, 0.5), 'b': (1.0, 0.5), 'c': (1.0, 0.5)}
+    ap = interp.average_precision()
+    assert set(ap) == {'a', 'b', 'c'} and all(0 < v <= 1 for v in ap.values())
+    fig = interp.plot_precision_recall(threshold=0.5)
+    ax = fig.axes[0]
+    assert len([t for t in ax.get_legend().get_texts() if 'AP' in t.get_text()]) == 3
+    with pytest.raises(ValueError, match='not among'):
+        interp.plot_precision_recall(classes=['zebra'])
