@@ -1,8 +1,20 @@
 """learner: fastai-style image classification on PyTorch and torchvision.
 
 `from learner import *` gives exactly the names in `__all__` below: the data pipeline, the learners, callbacks,
-metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...) and
-interpretation. Everything else lives in the submodules.
+metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...), the posts'
+networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's course notebooks: the
+modules `np`, `os`, `torch`, `nn`, `F`, `optim`, `plt`, `PIL`, `Image`, `Path`, `glob`, `partial` (and `pd` when
+pandas is installed) and the helpers `to_np`, `V`, `T`, `VV`, `plots`, `plots_from_files`, `plots_raw`,
+`plot_confusion_matrix`, `load_img_id`. Everything else lives in the submodules.
+
+How the Learner is put together (one way, everywhere): `learner.py` holds the configuration, the fit entry points
+and the training loop. Every other Learner method belongs to one job, and each job is a mixin class whose methods
+are all in its class body, in the module of that job, reading only the Learner attributes its docstring names:
+`optim.OptimizerMixin` (layer groups, lrs, wds, momentum), `freeze.FreezeMixin` (freezing, BatchNorm policy),
+`callbacks.lr_finder.LRFindMixin` (the LR range test), `prediction.PredictionMixin` (predictions and TTA through
+`inference.py`), `persistence.PersistenceMixin` (save/load), `summary.SummaryMixin`, `callbacks.progress.ProgressMixin`.
+`ConvLearner` adds the backbone, the head and the precompute switch; the cache itself is a data source
+(`precompute.PrecomputedFeatures`) the loop asks for a `Stage`. No free function reaches into a Learner's privates.
 
 Example:
     >>> from learner import *
@@ -11,6 +23,19 @@ Example:
     >>> learn = ConvLearner.pretrained(resnet34, data, precompute=True)
     >>> learn.fit(1e-2, 3, cycle_len=1)
 """
+
+import glob
+import importlib.util as _importlib_util
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn, optim
 
 from .data import (
     open_image,
@@ -33,6 +58,7 @@ from .data import (
     RandomLighting,
     RandomFlip,
     RandomDihedral,
+    RandomRotateZoom,
     RandomBlur,
     Cutout,
     transforms_basic,
@@ -87,6 +113,8 @@ from .callbacks.recorder import (
     Recorder,
 )
 from .metrics import (
+    f2,
+    opt_th,
     accuracy,
     accuracy_np,
     error_rate,
@@ -172,8 +200,41 @@ from .models.archs import (
     convnext_large,
     efficientnet_lite0,
 )
+from .models.zoo import (
+    SimpleNet,
+    ConvNet,
+    ConvLayer,
+    ConvNet2,
+    BnLayer,
+    ConvBnNet,
+    ConvBnNet2,
+    ResnetLayer,
+    Resnet,
+    Resnet2,
+    LeNet5,
+    ResNet9,
+    C3D_BN,
+)
 from .interpret import (
     ClassificationInterpretation,
+)
+from .data.duplicates import (
+    find_duplicates,
+    DuplicateReport,
+    DuplicateWarning,
+)
+from .course import (
+    to_np,
+    T,
+    V,
+    VV,
+    plots,
+    plots_from_files,
+    plots_raw,
+    plot_confusion_matrix,
+    load_img_id,
+    BasicModel,
+    SingleModel,
 )
 from .export import (
     load_learner,
@@ -192,7 +253,8 @@ __all__ = [
     # data
     'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImageWarning', 'Transforms', 'CropType', 'Scale',
     'RandomScale', 'RandomZoom', 'RandomStretch', 'AddPadding', 'RandomCrop', 'CenterCrop', 'NoCrop',
-    'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomBlur', 'Cutout',
+    'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomRotateZoom',
+    'RandomBlur', 'Cutout',
     'transforms_basic', 'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats',
     'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'DeviceDataLoader', 'default_num_workers',
     'get_cv_idxs', 'DataBunch', 'ImageClassifierData', 'URLs', 'DownloadError', 'download_data', 'untar_data',
@@ -211,7 +273,7 @@ __all__ = [
     'Recorder',
     # metrics
     'accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'fbeta', 'log_loss', 'precision', 'recall',
-    'f1', 'accuracy_multi',
+    'f1', 'accuracy_multi', 'f2', 'opt_th',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
     'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten',
@@ -226,8 +288,15 @@ __all__ = [
     'regnet_y_3_2gf', 'regnet_y_8gf', 'regnet_y_16gf', 'regnet_y_32gf', 'regnet_x_400mf', 'regnet_x_800mf',
     'regnet_x_1_6gf', 'regnet_x_3_2gf', 'regnet_x_8gf', 'regnet_x_16gf', 'regnet_x_32gf', 'convnext_tiny',
     'convnext_small', 'convnext_base', 'convnext_large', 'efficientnet_lite0',
-    # interpret
-    'ClassificationInterpretation',
+    # models.zoo: the posts' networks
+    'SimpleNet', 'ConvNet', 'ConvLayer', 'ConvNet2', 'BnLayer', 'ConvBnNet', 'ConvBnNet2', 'ResnetLayer', 'Resnet',
+    'Resnet2', 'LeNet5', 'ResNet9', 'C3D_BN',
+    # interpret, duplicates
+    'ClassificationInterpretation', 'find_duplicates', 'DuplicateReport', 'DuplicateWarning',
+    # course: fastai 0.7's helpers and the modules its star import gave
+    'to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
+    'BasicModel', 'SingleModel',
+    'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial',
     # export
     'load_learner', 'InferenceLearner',
     # persistence
@@ -235,3 +304,20 @@ __all__ = [
     # core
     'default_device',
 ]
+
+COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'glob') + (
+    ('pd',) if _importlib_util.find_spec('pandas') is not None else ())
+if 'pd' in COURSE_MODULES:
+    __all__.append('pd')
+
+
+def __getattr__(name: str):
+    """`plt` and `pd` are imported on first use (pyplot and pandas take a while to import and are not always
+    needed); `from learner import *` asks for them, so course code gets them."""
+    if name == 'plt':
+        import matplotlib.pyplot as plt
+        return plt
+    if name == 'pd' and 'pd' in COURSE_MODULES:
+        import pandas as pd
+        return pd
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
