@@ -19,6 +19,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from . import distributed
 from .callbacks.base import CallbackRunner, CancelBatch, CancelFit, CancelValidate, Callback
 from .callbacks.checkpoint import checkpoint_callbacks
 from .callbacks.lr_finder import LRFindMixin
@@ -50,11 +51,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
     Args:
         data: a DataBunch, or anything with `trn_dl`, `val_dl`, `test_dl`, `c`, `is_multi`, `path`, `classes` and
             optionally `device`/`to(device)`.
-        model: the network; moved to `data.device` (or the default device).
+        model: the network, moved to `data.device` (or the default device); or fastai 0.7's `BasicModel(model)` /
+            `SingleModel(model)`, whose `get_layer_groups()` gives the layer groups.
         opt_fn: a torch optimizer class or a factory `f(param_groups, lr=...)`; default SGD with momentum 0.9
             (fastai 0.7). Its own `weight_decay` is set to 0: weight decay is applied decoupled by the learner.
         loss_func: `f(outputs, targets)`; default cross-entropy (multi-label: BCE with logits; regression: MSE).
-            `learn.crit` is the same attribute (fastai 0.7's name).
+            `crit=` and `learn.crit` are fastai 0.7's names for it.
         metrics: functions `f(preds, targs)` computed on the whole validation set each epoch, where `preds` are
             what `predict()` returns: log-probabilities, or probabilities for multi-label data (fastai 0.7).
         wd: decoupled weight decay (per step `w -= lr * wd * w`), skipping biases and BN unless `decay_bn_bias`.
@@ -69,6 +71,10 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         train_bn: train the BatchNorm layers of frozen layer groups (fastai 1+); default False: they stay in eval
             mode with fixed statistics (fastai 0.7, Keras). See `freeze.py`.
         on_nan: 'raise' (NonFiniteLossError), 'stop' (warn and end the fit) or 'ignore' for a NaN/inf loss.
+        sync_bn: under torchrun on GPUs, BatchNorm layers normalise over the global batch (SyncBatchNorm).
+
+    Under torchrun the same script trains with DistributedDataParallel (global batch = bs x processes; only process 0
+    prints and writes; call fits, predictions and `save` on every process): see `distributed.py`.
 
     Example:
         >>> learn = Learner.from_model_data(model, data, metrics=[accuracy])
@@ -80,21 +86,25 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                  wds: Any = None, clip: Optional[float] = None, precision: str = 'fp32',
                  cbs: Optional[Sequence[Callback]] = None, layer_groups: Optional[Sequence[nn.Module]] = None,
                  path: Union[str, Path, None] = None, model_dir: str = 'models', progress: bool = True,
-                 train_bn: bool = False, on_nan: str = 'raise', decay_bn_bias: bool = False):
+                 train_bn: bool = False, on_nan: str = 'raise', decay_bn_bias: bool = False, sync_bn: bool = False,
+                 crit: Optional[Callable] = None):
+        if not isinstance(model, nn.Module) and callable(getattr(model, 'get_layer_groups', None)):
+            layer_groups = model.get_layer_groups() if layer_groups is None else layer_groups  # 0.7's BasicModel
+            model = model.model
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
         if on_nan not in ('raise', 'stop', 'ignore'):
             raise ValueError(f"on_nan must be 'raise', 'stop' or 'ignore', got {on_nan!r}")
         self.data = data
-        self.device = torch.device(getattr(data, 'device', None) or default_device())
+        self.device = distributed.setup(getattr(data, 'device', None) or default_device())  # torchrun: joins the group
         if hasattr(data, 'to'):
             data.to(self.device)
-        self.model = model.to(self.device)
+        self.model = distributed.broadcast_state(model.to(self.device))  # every process starts from process 0's
         self.opt_fn = opt_fn if opt_fn is not None else partial(torch.optim.SGD, momentum=0.9)
-        self.loss_func = loss_func if loss_func is not None else default_loss(task_kind(data))
+        self.loss_func = loss_func or crit or default_loss(task_kind(data))
         self.metrics = list(metrics or [])
         self.clip, self.train_bn, self.on_nan, self.decay_bn_bias = clip, train_bn, on_nan, decay_bn_bias
-        self.precision, self.progress, self.cbs = precision, progress, list(cbs or [])
+        self.precision, self.progress, self.cbs, self.sync_bn = precision, progress, list(cbs or []), sync_bn
         self.path, self.model_dir = Path(path if path is not None else getattr(data, 'path', '.')), model_dir
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
@@ -102,7 +112,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.opt: Optional[torch.optim.Optimizer] = None
         self.recorder = Recorder()
         self.precomputed = None   # a PrecomputedFeatures while precompute is on (ConvLearner)
-        self.gather = None        # set under torch.distributed: this process's rows -> everyone's, in order
+        # under torchrun: sharded loaders, DDP and reductions; `gather`: this process's rows -> everyone's, in order
+        self.distributed = distributed.DistributedContext(self.device) if distributed.is_distributed() else None
+        self.gather = distributed.gather_rows if self.distributed else None
         self.fit_stage: Optional[Stage] = None
         self.training, self.loss, self.log, self.dl = False, None, {}, None
         self._runner, self._stop_requested = CallbackRunner(), False
@@ -118,11 +130,11 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
     # ----------------------------------------------------------------------------- what the loop runs
     def stage(self) -> Stage:
         """The module and loaders a fit runs: the cached-feature stage while precompute is on, else the whole model
-        over the data's loaders."""
-        if self.precomputed is not None:
-            return self.precomputed.stage()
+        over the data's loaders; under torchrun, this process's part of each loader."""
         data = self.data
-        return Stage(self.model, data.trn_dl, getattr(data, 'val_dl', None), getattr(data, 'test_dl', None))
+        stage = self.precomputed.stage() if self.precomputed is not None else Stage(
+            self.model, data.trn_dl, getattr(data, 'val_dl', None), getattr(data, 'test_dl', None))
+        return self.distributed.shard(stage) if self.distributed else stage
 
     def set_data(self, data: Any) -> None:
         """Swap in another DataBunch (progressive resizing); freeze state and precompute are kept (the cache follows
@@ -159,13 +171,16 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
     # ----------------------------------------------------------------------------- the loop
     def _fit(self, n_epochs: int, cbs: Sequence[Callback] = ()) -> List[float]:
         """`_run` with the recorder, the learner's callbacks, these and (when `progress`) the progress display."""
-        return self._run(n_epochs, [self.recorder, *self.cbs, *cbs, *([ProgressCallback()] if self.progress else [])])
+        show = self.progress and distributed.is_main_process()  # under torchrun only process 0 prints
+        return self._run(n_epochs, [self.recorder, *self.cbs, *cbs, *([ProgressCallback()] if show else [])])
 
     def _run(self, n_epochs: int, cbs: Sequence[Callback]) -> List[float]:
         """Run `n_epochs` epochs with exactly these callbacks; returns `[valid_loss, *metrics]` of the last epoch."""
         if self.opt is None:
             self.create_opt()
         self.fit_stage = self.stage()   # builds the precompute cache, if any, before the first bar
+        if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
+            self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
         self._stop_requested = False
         self._runner = CallbackRunner(cbs, self)
         self.n_epochs, self.epoch, self.train_iter, self.log = n_epochs, 0, 0, {}
@@ -205,6 +220,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         model = self.fit_stage.model
         apply_train_mode(model, self._layer_groups, self.n_frozen, self.train_bn, self.bn_frozen)
         self.training, self.dl = True, self.fit_stage.train
+        if self.distributed:  # this epoch's shuffle, the same on every process
+            self.distributed.set_epoch(self.dl, self.epoch)
         self._runner('before_train')
         losses: list = []
         check_every = 1 if self.device.type == 'cpu' else 25  # a NaN check is a device sync: amortise it on GPU
@@ -219,6 +236,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                 raise KeyboardInterrupt
         if losses and self.on_nan != 'ignore':
             self._check_finite(losses)
+        if self.distributed:  # each process's last batches moved its own BatchNorm statistics: take process 0's
+            self.distributed.sync_buffers(model)
         self._runner('after_train')
         return torch.stack(losses).float().mean().item() if losses else math.nan
 
@@ -229,7 +248,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 self.pred = model(self.xb)
                 loss = self.loss_func(self.pred, self.yb)
-            self.loss, self._loss_grad = loss.detach(), loss
+            # under torchrun the mean over processes, so every callback sees (and decides on) the same number
+            self.loss = self.distributed.average(loss.detach()) if self.distributed else loss.detach()
+            self._loss_grad = loss
             self._runner('after_loss')
             self.scaler.scale(self._loss_grad).backward()
             self._loss_grad = None
@@ -260,7 +281,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         raise CancelFit()
 
     def _validate(self) -> Tuple[float, List[float]]:
-        model = self.fit_stage.model
+        model = distributed.unwrap(self.fit_stage.model)  # no gradient sync to do: the bare module
         model.eval()
         self.training, self.dl = False, self.fit_stage.valid
         nan_result = (math.nan, [math.nan] * len(self.metrics))
@@ -287,6 +308,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         except CancelValidate:
             count = 0
         self._runner('after_validate')
+        if self.distributed:  # every process's sums and rows: loss and metrics of the whole set
+            total, count, outs, targs = self.distributed.merge_validation(total, count, outs, targs, bool(self.metrics))
         if count == 0:
             return nan_result
         if not self.metrics:

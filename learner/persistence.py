@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from .distributed import on_main
+
 __all__ = ['atomic_torch_save', 'safe_torch_load', 'UnsafeCheckpointError', 'save_weights', 'load_weights',
            'PersistenceMixin']
 
@@ -21,8 +23,17 @@ class UnsafeCheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then rename: a crash never leaves half a file."""
+    """torch.save to a temporary file in the same folder, fsync, then rename: a crash never leaves half a file.
+
+    Under torchrun only process 0 writes and the others wait until the file is complete (so they can read it at
+    once); call it on every process, as the same script does. An error writing is raised on every process.
+    """
     path = Path(path)
+    on_main(lambda: _write_atomically(obj, path), f'writing {path}')
+    return path
+
+
+def _write_atomically(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
@@ -40,7 +51,6 @@ def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
 
 
 def safe_torch_load(path: Union[str, Path], map_location: Union[str, torch.device] = 'cpu') -> Any:
@@ -95,12 +105,16 @@ class PersistenceMixin:
 
     def save(self, name: Union[str, Path], with_opt: bool = True) -> Path:
         """Save the weights (and optimizer state) to `path/model_dir/name.pth` atomically (temp file, fsync,
-        rename), so a crash never leaves a half-written checkpoint. Returns the file."""
+        rename), so a crash never leaves a half-written checkpoint. Returns the file.
+
+        Under torchrun: process 0 writes, the others wait until it is written; call it on every process."""
         return save_weights(self.model, self.opt if with_opt else None, self._model_file(name))
 
     def load(self, name: Union[str, Path], with_opt: bool = True) -> 'PersistenceMixin':
         """Load weights (and optimizer state if saved) from `path/model_dir/name.pth` with `weights_only=True`: a file
-        holding anything but tensors and plain containers is refused (`UnsafeCheckpointError`, a ValueError)."""
+        holding anything but tensors and plain containers is refused (`UnsafeCheckpointError`, a ValueError).
+
+        Under torchrun every process reads the file (on a file system they share) onto its own device."""
         file = self._model_file(name)
         if not file.exists():
             raise FileNotFoundError(f'no checkpoint {file}: save one with learn.save({str(name)!r}) first')

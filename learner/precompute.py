@@ -10,6 +10,9 @@ files or transforms silently reused stale activations; here the key is a dict th
 part that matters (backbone, weights, xtra_cut, size, transforms, a fingerprint of the files...), hashed with
 sha256 into the name of a subfolder, so any change lands in a new folder and is built afresh.
 
+Under torchrun the first process builds the cache and the others wait, then read it (`distributed.main_first`);
+nodes that do not share its file system build their own copy, once per node.
+
 Layout of `cache_dir/<digest>/`: `key.json` (the key, for humans), and per split `<split>.features.f32`
 (raw (N, F) array), `<split>.labels.npy`, and `<split>.done` (JSON: shape and dtype). Files are written
 under temporary names, fsynced, renamed, and the `.done` marker is written last, so a crash mid-build never
@@ -36,6 +39,7 @@ import torch
 from torch import nn
 
 from .core import Stage
+from .distributed import main_first
 
 __all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
 
@@ -191,24 +195,49 @@ class CachedFeatureLoader:
     """Batches of cached features `(x (B, F) float32, y)` on `device`.
 
     The training split is reshuffled every epoch (from numpy's global generator, so seeds fix it) and, like the
-    image loaders, drops a last batch of one item (BatchNorm in the head cannot train on a single row).
+    image loaders, drops a last batch of one item (BatchNorm in the head cannot train on a single row). With a
+    `sampler` (under torchrun, this process's `ShardSampler`) the indices come from it instead.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device):
+    shuffle_source = 'numpy'  # where one process draws its order from (a sharded loader draws its seed there too)
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device,
+                 sampler=None, drop_last: bool = False):
         self.features, self.labels = features, labels
-        self.bs, self.shuffle, self.device = bs, shuffle, device
+        self.bs, self.shuffle, self.device = bs, shuffle and sampler is None, device
+        self.sampler, self.drop_last = sampler, drop_last
+
+    @property
+    def batch_size(self) -> int:
+        return self.bs
+
+    @property
+    def n_items(self) -> int:
+        """Items of the whole split (not of this process's shard)."""
+        return len(self.features)
+
+    def with_sampler(self, sampler, drop_last: bool = False) -> 'CachedFeatureLoader':
+        """The same features read in the order `sampler` yields (sharding over processes)."""
+        return CachedFeatureLoader(self.features, self.labels, self.bs, False, self.device, sampler, drop_last)
 
     def __len__(self) -> int:
+        if self.sampler is not None:
+            n = len(self.sampler)
+            return n // self.bs if self.drop_last else -(-n // self.bs)
         n_batches = -(-len(self.features) // self.bs)
         return n_batches - int(self.shuffle and len(self.features) % self.bs == 1 and n_batches > 1)
 
     def __iter__(self) -> Iterator:
         n = len(self.features)
-        order = np.random.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            order = np.random.permutation(n) if self.shuffle else np.arange(n)
         for start in range(0, len(self) * self.bs, self.bs):
-            idx = np.sort(order[start:start + self.bs]) if self.shuffle else order[start:start + self.bs]
-            x = torch.from_numpy(np.ascontiguousarray(self.features[idx], dtype=np.float32))
-            y = torch.from_numpy(np.asarray(self.labels[idx]))
+            idx = order[start:start + self.bs]
+            rows = np.sort(idx) if self.shuffle or self.sampler is not None else idx  # sorted reads of the memmap
+            x = torch.from_numpy(np.ascontiguousarray(self.features[rows], dtype=np.float32))
+            y = torch.from_numpy(np.asarray(self.labels[rows]))
             yield x.to(self.device), y.to(self.device)
 
 
@@ -279,8 +308,10 @@ class PrecomputedFeatures:
         try:
             for split in key['data']:
                 loader = self.data.loader(split)
-                feats, labels = self.cache.get_or_build(split, lambda x: self.pool(self.body(x)), loader,
-                                                        len(loader.dataset), device)
+                # under torchrun process 0 builds while the others wait, then they read the files it wrote
+                feats, labels = main_first(lambda: self.cache.get_or_build(
+                    split, lambda x: self.pool(self.body(x)), loader, len(loader.dataset), device),
+                    f'building the precompute cache of the {split} set')
                 loaders[split] = CachedFeatureLoader(feats, labels, self.data.bs, split == 'train', device)
         finally:
             for m, mode in zip(modules, modes):

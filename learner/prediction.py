@@ -1,7 +1,9 @@
 """The Learner's prediction methods: validation/test predictions, arrays, single images and test-time augmentation,
 all through the one eval loop in `inference.py`.
 
-Uses the Learner's `data`, `model`, `device`, `amp_dtype`, `stage()` and `gather` (None on one process).
+Uses the Learner's `data`, `model`, `device`, `amp_dtype`, `stage()`, and under torch.distributed `distributed` (which
+shards evaluation loaders) and `gather` (which puts every process's rows together in data-set order); both are None
+on one process.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class PredictionMixin:
         if loader is None:
             extra = ' (test_name=... when building it)' if split == 'test' else ''
             raise ValueError(f'the data has no {split} set: build the DataBunch with one{extra}')
+        if whole_model and self.distributed is not None:  # this process's part; `gather` puts the parts together
+            loader = self.distributed.shard_eval(loader)
         return (self.model if whole_model else stage.model), loader
 
     def _valid_tfms(self):
@@ -95,6 +99,8 @@ class PredictionMixin:
         split = 'test' if is_test else 'valid'
         model, plain = self._loader_of(split, whole_model=True)
         augmented = self.data.loader(split, augment=True)
+        if self.distributed is not None:
+            augmented = self.distributed.shard_eval(augmented)
         return tta_predictions(model, plain, augmented, n_aug, self.kind, self.amp_dtype, self.gather)
 
     def tta(self, n_aug: int = 4, beta: float = 0.4, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:

@@ -100,8 +100,14 @@ def test_warn_duplicates_for_a_databunch_under_construction(tree):
         assert not warn_duplicates({'train': (train[:3], None)})
 
 
-def test_speed_is_linear_and_fast(tmp_path):
+def test_many_distinct_photos_give_no_false_alarm(tmp_path):
     for i in range(200):
         Image.fromarray(_photo(i, size=64)).save(tmp_path / f'{i}.jpg', quality=90)
-    report = find_duplicates(tmp_path)
-    assert not report.groups and report.seconds < 5  # about 0.2 s here: 100k images take about a minute
+    report = find_duplicates(tmp_path)   # (its speed is measured in the module docstring, not asserted here)
+    assert not report.groups
+
+
+def test_building_a_databunch_warns_about_identical_files(tree):
+    from learner import ImageClassifierData, imagenet_stats, tfms_from_stats
+    with pytest.warns(DuplicateWarning, match='cat_1_as_dog'):
+        ImageClassifierData.from_paths(tree, tfms=tfms_from_stats(imagenet_stats, 32), bs=4, num_workers=0)

@@ -1,4 +1,11 @@
-"""The notebooks run top to bottom (executed with nbclient in a fresh kernel)."""
+"""The notebooks run top to bottom (executed with nbclient in a fresh kernel), on small settings.
+
+Each notebook keeps its knobs (data path, size, epochs, ...) in one code cell tagged `parameters`. A notebook may
+hold small values for tests in its metadata, `metadata.learner.test_parameters` (a dict): the test inserts a cell
+assigning them right after the `parameters` cell, as papermill does, so users see the real defaults and CI runs
+the small ones. A failing cell fails the test, naming the cell.
+"""
+import json
 from pathlib import Path
 
 import pytest
@@ -6,12 +13,25 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / 'notebooks').glob('*.ipynb'))
 
 
+def _with_test_parameters(nb, nbformat):
+    """The notebook with a cell assigning `metadata.learner.test_parameters` after its `parameters` cell."""
+    overrides = nb.metadata.get('learner', {}).get('test_parameters')
+    if not overrides:
+        return nb
+    index = next((i for i, c in enumerate(nb.cells) if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    assert index is not None, 'a notebook with test_parameters needs a code cell tagged "parameters"'
+    source = '\n'.join(f'{name} = {json.dumps(value) if isinstance(value, str) else repr(value)}'
+                       for name, value in overrides.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={'tags': ['injected-parameters']}))
+    return nb
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path):
     nbformat = pytest.importorskip('nbformat', reason='pip install -e ".[test]" installs nbformat/nbclient')
     nbclient = pytest.importorskip('nbclient')
-    nb = nbformat.read(path, as_version=4)
+    nb = _with_test_parameters(nbformat.read(path, as_version=4), nbformat)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name='python3',
                                      resources={'metadata': {'path': str(path.parent)}})
     client.execute()  # raises CellExecutionError naming the failing cell

@@ -12,11 +12,15 @@ A checkpoint is a dict of plain data (tensors, numbers, strings, lists, tuples, 
     log, recorder            the last epoch's log and the recorder's history so far
     rng                      torch CPU (and CUDA) generator states, numpy's and python's `random` state as lists,
                              and the states of generators owned by the training loader (sampler/DataLoader)
+    world_size, rng_ranks    under torchrun: the number of processes and every process's `rng`, in rank order
 
 Resuming checks that the checkpoint belongs to the same schedule (total epochs, batches per epoch, schedule kind
 and arguments), restores everything above and starts the loop at the next epoch with `learn.train_iter` where the
 uninterrupted run had it, so every batch gets the same lr and momentum. With the same seed, deterministic
 algorithms and the same data, the final weights are those of an uninterrupted run.
+
+Under torchrun process 0 writes the file and every process resumes from it, each with its own random states; a
+checkpoint resumes only with the same number of processes (the batches per process would differ otherwise).
 
 Limitations: state held by other callbacks (SaveBest's best value, EarlyStopping's patience counter) is not saved,
 nor the state of augmentation code with its own generators; data-loader worker processes are reseeded from the
@@ -34,6 +38,7 @@ from typing import Any, List, Optional
 import numpy as np
 import torch
 
+from .. import distributed
 from ..core import rng_state, set_rng_state
 from ..persistence import atomic_torch_save, safe_torch_load
 from .base import ORDER_SCHEDULE, ORDER_TRACKING, Callback
@@ -133,7 +138,9 @@ class SaveEvery(Callback):
         learn = self.learn
         recorder = learn.recorder
         recorder.losses  # turns pending loss tensors into floats
-        return {'format': _FORMAT, 'version': _VERSION,
+        rng = _rng_state(learn)
+        ranks = distributed.all_gather_object(rng) if distributed.is_distributed() else None
+        return {'format': _FORMAT, 'version': _VERSION, 'world_size': distributed.world_size(), 'rng_ranks': ranks,
                 'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(),
                 'scaler': learn.scaler.state_dict(),
                 'epoch': int(learn.epoch), 'n_epochs': int(learn.n_epochs),
@@ -141,7 +148,7 @@ class SaveEvery(Callback):
                 'schedule': _describe_schedule(learn),
                 'log': {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in learn.log.items()},
                 'recorder': {f: list(getattr(recorder, f)) for f in _RECORDER_FIELDS},
-                'rng': _rng_state(learn)}
+                'rng': rng}
 
 
 class ResumeFromCheckpoint(Callback):
@@ -168,7 +175,7 @@ class ResumeFromCheckpoint(Callback):
         if not file.exists():
             raise FileNotFoundError(f'resume=True but there is no checkpoint {file}: run the fit with '
                                     f'checkpoint_every=... first (or pass resume=False)')
-        state = safe_torch_load(file, map_location=learn.device)
+        state = safe_torch_load(file, map_location='cpu')  # RNG states must stay on the CPU; weights are copied over
         if not isinstance(state, dict) or state.get('format') != _FORMAT:
             raise CheckpointMismatchError(f'{file} is not a resumable checkpoint (learn.save writes weights only): '
                                           f'write one with checkpoint_every=... or the SaveEvery callback')
@@ -183,17 +190,18 @@ class ResumeFromCheckpoint(Callback):
             learn.scaler.load_state_dict(state['scaler'])
         for field, values in state['recorder'].items():
             setattr(learn.recorder, field, list(values))
-        _set_rng_state(learn, state['rng'], file)
+        per_rank = state.get('rng_ranks')
+        _set_rng_state(learn, per_rank[distributed.rank()] if per_rank else state['rng'], file)
         learn.log = dict(state['log'])
         learn.start_epoch, learn.train_iter = state['epoch'] + 1, state['train_iter']
         self.resumed_from = state['epoch']
 
     def _check_same_fit(self, state: dict, file: Path) -> None:
         learn = self.learn
-        here = {'total epochs': learn.n_epochs, 'batches per epoch': len(learn.fit_stage.train),
-                'schedule': _describe_schedule(learn)}
-        saved = {'total epochs': state['n_epochs'], 'batches per epoch': state['n_batches'],
-                 'schedule': state['schedule']}
+        here = {'processes': distributed.world_size(), 'total epochs': learn.n_epochs,
+                'batches per epoch': len(learn.fit_stage.train), 'schedule': _describe_schedule(learn)}
+        saved = {'processes': state.get('world_size', 1), 'total epochs': state['n_epochs'],
+                 'batches per epoch': state['n_batches'], 'schedule': state['schedule']}
         diffs = [f'{key}: saved {saved[key]!r}, this fit {here[key]!r}' for key in here if saved[key] != here[key]]
         if diffs:
             raise CheckpointMismatchError(

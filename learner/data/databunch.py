@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ..core import default_device
+from ..distributed import main_first, rank
+from .duplicates import warn_duplicates
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import BadImageWarning
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
@@ -179,7 +181,9 @@ class DataBunch:
         except OSError as e:
             raise PermissionError(f'resize() cannot write to {root} ({e}); pass new_path= an absolute folder you '
                                   f'can write to, e.g. data.resize({targ_sz}, "/tmp/resized")') from e
-        report = resize_files(list(jobs), list(jobs.values()), targ_sz, root, resume=resume, fn=fn)
+        # under torchrun process 0 writes the copies while the others wait, then they only check them (resume)
+        report = main_first(lambda: resize_files(list(jobs), list(jobs.values()), targ_sz, root,
+                                                 resume=resume or rank() != 0, fn=fn), f'resizing images into {root}')
         if report['problems']:
             shown = '\n'.join(f'  {src}: {why}' for src, why in report['problems'][:20])
             warnings.warn(f'resize(): {len(report["problems"])} file(s) could not be resized and were copied as they '
@@ -362,6 +366,9 @@ class DataBunch:
             splits = {k: None if v is None else drop_bad(v[0], v[1], k) for k, v in splits.items()}
         else:
             refuse_bad_headers([f for v in splits.values() if v is not None for f in v[0]])
+        # identical files within a class, across classes or across splits: a DuplicateWarning (bytes only: cheap)
+        warn_duplicates({k: (v[0], None if k == 'test' else v[1]) for k, v in splits.items() if v is not None},
+                        classes, stacklevel=4)
         kw = dict(classes=classes, is_multi=is_multi, is_reg=is_reg, path=path)
         trn_ds = FilesDataset(*splits['training'], tfms=trn_tfms, **kw)
         val_ds = FilesDataset(*splits['validation'], tfms=val_tfms, **kw)

@@ -12,7 +12,8 @@ from ..core import default_device
 from .datasets import collate_uint8
 from .normalize import Normalize
 
-__all__ = ['DeviceDataLoader', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs']
+__all__ = ['DeviceDataLoader', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
+           'dataloader_with_sampler']
 
 
 def default_num_workers() -> int:
@@ -49,21 +50,29 @@ class BatchLoader:
         batch_size: items per batch.
         shuffle: a new random order every epoch.
         drop_last: leave out a last, smaller batch.
+        sampler: where the indices come from instead (under torchrun, this process's `ShardSampler`).
     """
     num_workers = 0
 
     def __init__(self, dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                 pin_memory: bool = False):
-        self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), shuffle
-        self.drop_last, self.pin_memory = drop_last, pin_memory
+                 pin_memory: bool = False, sampler=None):
+        self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), shuffle and sampler is None
+        self.drop_last, self.pin_memory, self.sampler = drop_last, pin_memory, sampler
+
+    def with_sampler(self, sampler, drop_last: bool = False) -> 'BatchLoader':
+        """The same loader reading the indices `sampler` yields (for sharding over processes)."""
+        return BatchLoader(self.dataset, self.batch_size, False, drop_last, self.pin_memory, sampler)
 
     def __len__(self) -> int:
-        n, bs = len(self.dataset), self.batch_size
+        n, bs = len(self.dataset) if self.sampler is None else len(self.sampler), self.batch_size
         return n // bs if self.drop_last else -(-n // bs)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, bs = len(self.dataset), self.batch_size
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        bs = self.batch_size
+        if self.sampler is not None:
+            order = torch.as_tensor(list(self.sampler), dtype=torch.int64)
+        else:
+            order = torch.randperm(len(self.dataset)) if self.shuffle else torch.arange(len(self.dataset))
         for start in range(0, len(self) * bs, bs):
             xb, yb = collate_uint8(self.dataset.__getitems__(order[start:start + bs]))
             if self.pin_memory:
@@ -86,6 +95,19 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
     dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
                     collate_fn=collate_uint8, persistent_workers=num_workers > 0, pin_memory=pin)
     return DeviceDataLoader(dl, device)
+
+
+def dataloader_with_sampler(dl: DataLoader, sampler, drop_last: bool) -> DataLoader:
+    """A DataLoader like `dl` (same data set, batch size, workers, collate, pinning, generator) whose indices come
+    from `sampler` (under torchrun, this process's `ShardSampler`)."""
+    if dl.batch_size is None:
+        raise TypeError('cannot re-sample a DataLoader built with a batch_sampler: under torchrun give the Learner '
+                        'DataLoaders with batch_size= and shuffle= (or a DataBunch)')
+    return DataLoader(dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
+                      collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=drop_last, timeout=dl.timeout,
+                      worker_init_fn=dl.worker_init_fn, multiprocessing_context=dl.multiprocessing_context,
+                      generator=dl.generator, prefetch_factor=dl.prefetch_factor if dl.num_workers > 0 else None,
+                      persistent_workers=dl.persistent_workers)
 
 
 class DeviceDataLoader:
@@ -129,6 +151,14 @@ class DeviceDataLoader:
 
     def __len__(self) -> int:
         return len(self.dl)
+
+    def with_sampler(self, sampler, drop_last: bool = False) -> 'DeviceDataLoader':
+        """The same loader (device, normalization) reading the indices `sampler` yields (sharding over processes)."""
+        inner = (self.dl.with_sampler(sampler, drop_last) if isinstance(self.dl, BatchLoader)
+                 else dataloader_with_sampler(self.dl, sampler, drop_last))
+        out = DeviceDataLoader(inner, self._device)
+        out.normalize = self.normalize
+        return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for xb, yb in self.dl:
