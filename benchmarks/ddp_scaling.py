@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from learner import distributed
-from learner.distributed import launch
+from learner.launch import launch
 
 
 def arrays(n_items: int, sz: int, n_classes: int = 10, seed: int = 0):

@@ -246,6 +246,12 @@ from .persistence import (
 from .core import (
     default_device,
 )
+from .distributed import (
+    is_main_process,
+)
+from .launch import (
+    launch,
+)
 
 __version__ = '0.1.0'
 
@@ -301,8 +307,8 @@ __all__ = [
     'load_learner', 'InferenceLearner',
     # persistence
     'UnsafeCheckpointError',
-    # core
-    'default_device',
+    # core, distributed
+    'default_device', 'is_main_process', 'launch',
 ]
 
 COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'glob') + (

@@ -1,5 +1,6 @@
 """Training on N processes with `torch.distributed` and DistributedDataParallel, launched by torchrun (one node,
-several nodes, a SLURM allocation) or by `launch(fn, n_procs)` from a notebook, with no change to the script.
+several nodes, a SLURM allocation) or by `launch(fn, n_procs)` (launch.py) from a notebook, with no change to the
+script. Which items each process reads: `sharding.py`.
 
 What happens under torchrun (`WORLD_SIZE` > 1 in the environment), and where:
 
@@ -28,27 +29,20 @@ Example (one script, any number of processes):
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
-import pickle
-import queue
-import socket
-import time
-import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Sampler
 
 from .core import Stage, default_device
+from .sharding import ShardSampler, shard_loader
 
 __all__ = ['setup', 'shutdown', 'is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'barrier',
-           'on_main', 'main_first', 'all_gather_object', 'gather_rows', 'broadcast_state', 'unwrap', 'ShardSampler',
-           'shard_loader', 'DistributedContext', 'launch']
+           'on_main', 'main_first', 'all_gather_object', 'gather_rows', 'broadcast_state', 'unwrap',
+           'DistributedContext']
 
 T = TypeVar('T')
 
@@ -248,119 +242,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-# --------------------------------------------------------------------------------------------- sharding
-class ShardSampler(Sampler):
-    """This process's indices of a data set of `n_items`, the same split on every process.
-
-    Args:
-        n_items: size of the whole data set.
-        rank, world: this process and the number of processes.
-        shuffle: a new permutation of the whole set each epoch, seeded by `set_epoch(epoch, seed)` (the seed must be
-            the same on every process; `DistributedContext.set_epoch` broadcasts process 0's).
-        even: training shards: every `world`-th item of the (shuffled) order from `rank` on, padded by wrapping so
-            every process gets `ceil(n_items / world)` items. False (evaluation): the contiguous block
-            `[rank * n // world, (rank + 1) * n // world)`, nothing padded or dropped.
-        draw_seed: how process 0 draws each epoch's seed (the generator one process would have shuffled with).
-    """
-
-    def __init__(self, n_items: int, rank: int, world: int, shuffle: bool = False, even: bool = False,
-                 draw_seed: Optional[Callable[[], int]] = None):
-        if not even and n_items < world:
-            raise ValueError(f'cannot split {n_items} evaluation item(s) over {world} processes (each needs at least '
-                             f'one): use a validation/test set of at least {world} items, or fewer processes')
-        self.n_items, self.rank, self.world, self.shuffle, self.even = n_items, rank, world, shuffle, even
-        self.draw_seed = draw_seed or _draw_torch_seed(None)
-        self.epoch, self.seed = 0, 0
-
-    def set_epoch(self, epoch: int, seed: Optional[int] = None) -> None:
-        """The epoch about to start and the seed of its permutation (default: the epoch number)."""
-        self.epoch, self.seed = int(epoch), int(epoch if seed is None else seed)
-
-    def _order(self) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(self.n_items)
-        return torch.randperm(self.n_items, generator=torch.Generator().manual_seed(self.seed))
-
-    def __len__(self) -> int:
-        if self.even:
-            return -(-self.n_items // self.world)
-        return (self.rank + 1) * self.n_items // self.world - self.rank * self.n_items // self.world
-
-    def __iter__(self):
-        order = self._order()
-        if self.even:
-            total = len(self) * self.world
-            if total > self.n_items:  # wrap around (repeat the start) so every process has as many items
-                order = torch.cat([order] * (-(-total // self.n_items)))[:total]
-            return iter(order[self.rank::self.world].tolist())
-        start, stop = self.rank * self.n_items // self.world, (self.rank + 1) * self.n_items // self.world
-        return iter(order[start:stop].tolist())
-
-    def __repr__(self) -> str:
-        kind = 'train' if self.even else 'eval'
-        return f'ShardSampler({kind}, rank {self.rank}/{self.world}, {len(self)} of {self.n_items} items)'
-
-
-def _draw_torch_seed(generator: Optional[torch.Generator]) -> Callable[[], int]:
-    return lambda: int(torch.randint(0, 2 ** 62, (), generator=generator))
-
-
-def _draw_numpy_seed() -> int:
-    return int(np.random.randint(0, 2 ** 62))
-
-
-def _shuffle_source(loader: Any) -> Tuple[bool, Optional[Callable[[], int]]]:
-    """(does the loader shuffle, how one process would draw its order's randomness)."""
-    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
-    inner = getattr(loader, 'dl', loader)  # a DeviceDataLoader wraps a DataLoader or a BatchLoader
-    if isinstance(inner, DataLoader):
-        if isinstance(inner.sampler, RandomSampler):
-            return True, _draw_torch_seed(inner.sampler.generator)
-        if isinstance(inner.sampler, SequentialSampler):
-            return False, None
-        raise TypeError(f'the loader uses a {type(inner.sampler).__name__}, which cannot be split over processes: '
-                        'under torchrun give the Learner loaders with shuffle=True or False and no custom sampler')
-    if not getattr(inner, 'shuffle', False):
-        return False, None
-    return True, (_draw_numpy_seed if getattr(inner, 'shuffle_source', 'torch') == 'numpy' else _draw_torch_seed(None))
-
-
-def shard_loader(loader: Any, rank: int, world: int, train: bool) -> Tuple[Any, ShardSampler]:
-    """(this process's version of `loader`, its ShardSampler). `train`: shuffled like `loader`, even shards.
-
-    Works for torch DataLoaders over map-style data sets and for the package's loaders (DeviceDataLoader,
-    BatchLoader, CachedFeatureLoader: anything with `with_sampler(sampler, drop_last)`).
-
-    Raises:
-        TypeError: a loader that cannot be split (an iterable data set, a generator of batches, a custom sampler).
-    """
-    from torch.utils.data import DataLoader, IterableDataset
-    from .data.loaders import dataloader_with_sampler
-    dataset = getattr(loader, 'dataset', None)
-    n_items = getattr(loader, 'n_items', None)   # loaders that are not over a data set say how many items they hold
-    if n_items is None:
-        if dataset is None or isinstance(dataset, IterableDataset) or not hasattr(dataset, '__len__'):
-            raise TypeError(f'cannot split a {type(loader).__name__} over {world} processes: under torchrun the '
-                            'Learner needs loaders over map-style data sets (a DataBunch, or torch DataLoaders over a '
-                            'Dataset with __len__ and __getitem__)')
-        n_items = len(dataset)
-    shuffle, draw_seed = _shuffle_source(loader) if train else (False, None)
-    sampler = ShardSampler(n_items, rank, world, shuffle=shuffle, even=train, draw_seed=draw_seed)
-    bs = getattr(loader, 'batch_size', None)
-    drop_last = False
-    if train and bs:
-        # one process drops a last batch of one item (BatchNorm cannot train on it): the same rule per process
-        drop_last = len(sampler) % bs == 1 and len(sampler) > 1
-        if getattr(getattr(loader, 'dl', loader), 'drop_last', False) and n_items % bs != 1:
-            drop_last = True  # the loader drops every ragged last batch
-    if callable(getattr(loader, 'with_sampler', None)):
-        return loader.with_sampler(sampler, drop_last), sampler
-    if isinstance(loader, DataLoader):
-        return dataloader_with_sampler(loader, sampler, drop_last), sampler
-    raise TypeError(f'cannot split a {type(loader).__name__} over processes: give the Learner torch DataLoaders or '
-                    'a DataBunch, or add a with_sampler(sampler, drop_last) method to the loader')
-
-
 # --------------------------------------------------------------------------------------------- the Learner's view
 class DistributedContext:
     """What the Learner does differently on N processes, in one object (`learn.distributed`, None on one process):
@@ -484,102 +365,3 @@ def _convert_sync_bn(module: nn.Module, device: torch.device) -> None:
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         raise ValueError('sync_bn=True cannot convert a model that is a single BatchNorm layer')
     nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the layers in place; parameters and buffers are kept
-
-
-# --------------------------------------------------------------------------------------------- launcher
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _run_launched(fn: Callable, args: tuple, kwargs: dict, rank_: int, n_procs: int, port: int,
-                  results: Any, threads: Optional[int]) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), WORLD_SIZE=str(n_procs), RANK=str(rank_),
-                      LOCAL_RANK=str(rank_), LOCAL_WORLD_SIZE=str(n_procs), GROUP_RANK='0')
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        value = fn(*args, **kwargs)
-        try:
-            payload = pickle.dumps(value if rank_ == 0 else None)
-        except Exception as err:  # noqa: BLE001 - reported to the parent instead
-            raise TypeError(f'launch: the value fn returned on process 0 cannot be pickled ({err}); return plain data '
-                            '(numbers, lists, dicts, numpy arrays, CPU tensors)') from err
-        results.put((rank_, True, payload))
-    except BaseException:  # noqa: BLE001 - the parent raises it
-        results.put((rank_, False, traceback.format_exc()))
-    finally:
-        shutdown()  # atexit does not run in a multiprocessing child
-
-
-def launch(fn: Callable[..., T], n_procs: int, *args: Any, timeout: Optional[float] = None,
-           start_method: Optional[str] = None, **kwargs: Any) -> T:
-    """Run `fn(*args, **kwargs)` on `n_procs` local processes as torchrun would (a notebook launcher); returns what
-    `fn` returned on process 0.
-
-    Each process gets torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so a Learner
-    built inside `fn` trains with DDP. On CPU each process gets `cpu_count // n_procs` threads (unless
-    OMP_NUM_THREADS is set). Processes are forked where possible, so `fn` may be defined in the notebook; with CUDA
-    already initialised in this process they must be spawned instead, and `fn` must then be importable.
-
-    Args:
-        fn: the training function (build the data and the learner inside it).
-        n_procs: number of processes (on GPUs: at most one per GPU).
-        timeout: seconds before every process is stopped and TimeoutError raised (None: no limit).
-        start_method: 'fork' or 'spawn' (default: fork when CUDA is not initialised here and fork exists).
-
-    Raises:
-        RuntimeError: a process failed (its traceback is in the message); the others are stopped.
-
-    Example:
-        >>> def train():
-        ...     learn = ConvLearner.pretrained(resnet34, get_data(), precompute=False)
-        ...     return learn.fit_one_cycle(1, 1e-2)
-        >>> launch(train, 2)
-    """
-    if n_procs < 1:
-        raise ValueError(f'n_procs must be at least 1, got {n_procs}')
-    if start_method is None:
-        can_fork = 'fork' in multiprocessing.get_all_start_methods()
-        start_method = 'fork' if can_fork and not torch.cuda.is_initialized() else 'spawn'
-    if start_method == 'fork' and torch.cuda.is_initialized():
-        raise RuntimeError("launch: CUDA is already initialised in this process, so it cannot be forked: restart the "
-                           "kernel and call launch before using the GPU, or pass start_method='spawn' with a function "
-                           'importable from a module')
-    threads = None if 'OMP_NUM_THREADS' in os.environ else max(1, (os.cpu_count() or 1) // n_procs)
-    ctx = multiprocessing.get_context(start_method)
-    results, port = ctx.Queue(), _free_port()
-    procs = [ctx.Process(target=_run_launched, args=(fn, args, kwargs, r, n_procs, port, results, threads))
-             for r in range(n_procs)]
-    for p in procs:
-        p.start()
-    try:
-        return _collect(procs, results, timeout)
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(5)
-
-
-def _collect(procs: list, results: Any, timeout: Optional[float]) -> Any:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    done: Dict[int, bytes] = {}
-    while len(done) < len(procs):
-        try:
-            rank_, ok, payload = results.get(timeout=0.2)
-        except queue.Empty:
-            for r, p in enumerate(procs):
-                if r not in done and p.exitcode not in (None, 0):
-                    raise RuntimeError(f'launch: process {r} died with exit code {p.exitcode} without reporting '
-                                       '(killed, out of memory, or a crash in native code)')
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f'launch: the processes did not finish within {timeout} s '
-                                   f'(finished: {sorted(done)}); all were stopped')
-            continue
-        if not ok:
-            raise RuntimeError(f'launch: process {rank_} failed; the others were stopped. Its traceback:\n{payload}')
-        done[rank_] = payload
-    return pickle.loads(done[0])

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from learner import distributed
-from learner.distributed import ShardSampler, launch
+from learner.sharding import ShardSampler
+from learner.launch import launch
 
 SCRIPTS = Path(__file__).resolve().parent / 'ddp_scripts'
 REPO = Path(__file__).resolve().parents[1]
