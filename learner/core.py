@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import stat
+import warnings
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state', 'Stage', 'stop_at_batch_end']
+__all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state', 'Stage', 'stop_at_batch_end',
+           'is_writable', 'user_cache_dir', 'output_folder']
 
 
 def default_device() -> torch.device:
@@ -97,3 +102,34 @@ def stop_at_batch_end(request_stop: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def is_writable(folder: Union[str, os.PathLike]) -> bool:
+    """True when files may be written under `folder` (or, if it does not exist yet, under its nearest existing
+    parent): this process may write there and the folder is not marked read-only (no write bit for anyone).
+
+    The mode bits are respected even when running as root, who may write anywhere: a data set shipped read-only
+    (a shared folder, a course's mounted data) is never written into by default.
+    """
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        return False
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """`$XDG_CACHE_HOME/learner/<parts>` (default `~/.cache/learner/<parts>`): where files go whose natural place
+    (beside the data) is read-only."""
+    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')).joinpath('learner', *parts)
+
+
+def output_folder(data_path: Union[str, os.PathLike]) -> Path:
+    """Where a Learner writes `models/` by default: the data's folder (fastai 0.7), or the working directory when
+    that folder is read-only (with a warning saying so)."""
+    path = Path(data_path)
+    if is_writable(path):
+        return path
+    warnings.warn(f'{path} is read-only: checkpoints go to {Path.cwd() / "models"} (pass path= to choose)', stacklevel=3)
+    return Path.cwd()

@@ -3,7 +3,7 @@ image grids (`plots`, `plots_from_files`, `plots_raw`), `plot_confusion_matrix`,
 wrappers `BasicModel`/`SingleModel` that `Learner(data, models)` accepts.
 
 Why: `from fastai.conv_learner import *` gave the course these; with `from learner import *` the same cells run.
-The plotting helpers draw with pyplot (so a notebook shows them) and also return the Figure.
+The plotting helpers return their Figure, which a notebook shows once, also mid-cell (see `plotting.py`).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .core import default_device, to_numpy
+from .plotting import new_figure
 
 __all__ = ['to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
            'BasicModel', 'SingleModel']
@@ -54,30 +55,31 @@ def VV(x: Any) -> Any:
 
 
 def _grid(n: int, rows: int, figsize):
-    import matplotlib.pyplot as plt
     cols = int(np.ceil(n / rows)) if n else 1
-    fig = plt.figure(figsize=figsize)
+    fig = new_figure(figsize=figsize)
     return fig, [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
 
 
-def _hwc(ims: Any) -> np.ndarray:
-    ims = np.asarray(to_np(ims))
-    if ims.ndim == 4 and ims.shape[-1] not in (1, 3) and ims.shape[1] in (1, 3):
-        ims = ims.transpose(0, 2, 3, 1)  # NCHW -> NHWC
-    return ims
+def _hwc(image: Any) -> np.ndarray:
+    """One image as HWC (a CHW one is transposed)."""
+    image = np.asarray(to_np(image))
+    if image.ndim == 3 and image.shape[-1] not in (1, 3) and image.shape[0] in (1, 3):
+        image = image.transpose(1, 2, 0)
+    return image
 
 
 def plots(ims: Any, figsize=(12, 6), rows: int = 1, interp: bool = False, titles: Optional[Sequence] = None,
           maxes=None):
-    """Show images (NHWC or NCHW, floats in [0, 1] or uint8) in `rows` rows, with optional titles; returns the Figure.
-    `interp=False` shows pixels as they are (no smoothing)."""
-    ims = _hwc(ims)
-    fig, axes = _grid(len(ims), rows, figsize)
-    for i, ax in enumerate(axes):
+    """Show images (a batch NHWC or NCHW, or a list of images of any sizes; floats in [0, 1] or uint8) in `rows`
+    rows, with optional titles; returns the Figure (shown once in a notebook). `interp=False` shows pixels as they
+    are (no smoothing)."""
+    images = [_hwc(image) for image in (to_np(ims) if isinstance(ims, (list, tuple)) else np.asarray(to_np(ims)))]
+    fig, axes = _grid(len(images), rows, figsize)
+    for i, (ax, image) in enumerate(zip(axes, images)):
         ax.axis('off')
         if titles is not None:
             ax.set_title(titles[i], fontsize=16)
-        ax.imshow(np.clip(ims[i], 0, 1) if ims.dtype.kind == 'f' else ims[i], interpolation=None if interp else 'none')
+        ax.imshow(np.clip(image, 0, 1) if image.dtype.kind == 'f' else image, interpolation=None if interp else 'none')
     return fig
 
 
@@ -111,13 +113,12 @@ def plot_confusion_matrix(cm: Any, classes: Sequence, normalize: bool = False, t
                           cmap: Any = None, figsize=None):
     """Draw a confusion matrix (rows actual, columns predicted, e.g. from `sklearn.metrics.confusion_matrix`) with
     its counts (or row fractions with `normalize`) in the cells; returns the Figure."""
-    import matplotlib.pyplot as plt
     cm = np.asarray(cm, dtype=np.float64)
     if normalize:
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = plt.figure(figsize=figsize)
+    fig = new_figure(figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(cm, interpolation='nearest', cmap=cmap or plt.cm.Blues)
+    image = ax.imshow(cm, interpolation='nearest', cmap=cmap or 'Blues')
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
     ticks = np.arange(len(classes))

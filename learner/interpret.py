@@ -9,6 +9,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .plotting import new_figure
+
 __all__ = ['ClassificationInterpretation', 'DEFAULT_THRESHOLD', 'threshold_counts', 'average_precision',
            'precision_recall_curve', 'validation_report', 'threshold_curve']
 
@@ -240,13 +242,12 @@ class ClassificationInterpretation:
             threshold: the operating point marked on each curve (the class's own probability >= threshold).
             classes: the class names to draw (default: all).
         """
-        from matplotlib.figure import Figure
         names = list(self.classes) if classes is None else list(classes)
         unknown = [c for c in names if c not in self.classes]
         if unknown:
             raise ValueError(f'classes {unknown} are not among {self.classes}')
         truth = _one_hot(self.y, len(self.classes), False)
-        fig = Figure(figsize=figsize or (6, 5))
+        fig = new_figure(figsize=figsize or (6, 5))
         ax = fig.add_subplot(1, 1, 1)
         for name in names:
             j = self.classes.index(name)
@@ -267,13 +268,13 @@ class ClassificationInterpretation:
 
     def plot_confusion_matrix(self, normalize: bool = False, cmap: str = 'Blues', figsize=None):
         """Draw the confusion matrix (counts, or row fractions when `normalize`); returns the Figure."""
-        import matplotlib.pyplot as plt
         cm = self.confusion_matrix().astype(np.float64)
         if normalize:
             cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         n = len(self.classes)
         size = figsize or (max(4, 0.6 * n + 2),) * 2
-        fig, ax = plt.subplots(figsize=size)
+        fig = new_figure(figsize=size)
+        ax = fig.add_subplot(1, 1, 1)
         ax.imshow(cm, cmap=cmap)
         ax.set_xticks(range(n)); ax.set_xticklabels(self.classes, rotation=90)
         ax.set_yticks(range(n)); ax.set_yticklabels(self.classes)
@@ -288,13 +289,13 @@ class ClassificationInterpretation:
 
     def plot_top_losses(self, k: int = 9, figsize=None):
         """Show the k worst-predicted images titled predicted/actual/loss/probability of actual; returns the Figure."""
-        import matplotlib.pyplot as plt
         if self.dataset is None:
             raise ValueError('plot_top_losses needs the data set: build the interpretation with from_learner')
         losses, idxs = self.top_losses(k)
         cols = int(np.ceil(np.sqrt(len(idxs)))) or 1
         rows = int(np.ceil(len(idxs) / cols)) or 1
-        fig, axes = plt.subplots(rows, cols, figsize=figsize or (3 * cols, 3 * rows), squeeze=False)
+        fig = new_figure(figsize=figsize or (3 * cols, 3 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax in axes.flat:
             ax.axis('off')
         for ax, loss, i in zip(axes.flat, losses, idxs):

@@ -27,7 +27,7 @@ from .callbacks.progress import ProgressCallback, ProgressMixin
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import OneCycle, fit_schedule, sgdr_cycle_starts
 from .callbacks.tracking import CycleSnapshot, SaveBest
-from .core import Stage, default_device, stop_at_batch_end
+from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode
 from .inference import default_loss, task_kind, to_predictions
 from .optim import OptimizerMixin, decay_weights, per_group_values
@@ -105,7 +105,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.metrics = list(metrics or [])
         self.clip, self.train_bn, self.on_nan, self.decay_bn_bias = clip, train_bn, on_nan, decay_bn_bias
         self.precision, self.progress, self.cbs, self.sync_bn = precision, progress, list(cbs or []), sync_bn
-        self.path, self.model_dir = Path(path if path is not None else getattr(data, 'path', '.')), model_dir
+        self.path, self.model_dir = Path(path) if path is not None else output_folder(getattr(data, 'path', '.')), model_dir
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
         self.n_frozen, self.bn_frozen = 0, False

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import Stage
+from .core import Stage, is_writable, user_cache_dir
 from .distributed import main_first
 
 __all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
@@ -244,13 +244,13 @@ class CachedFeatureLoader:
 def cache_root(data_path: Union[str, Path]) -> Path:
     """`<data path>/tmp/precompute` when writable (fastai 0.7's place), else `$XDG_CACHE_HOME/learner/precompute`."""
     preferred = Path(data_path) / 'tmp'
-    try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK):
+    if is_writable(preferred):
+        try:
+            preferred.mkdir(parents=True, exist_ok=True)
             return preferred / 'precompute'
-    except OSError:
-        pass
-    return Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'learner' / 'precompute'
+        except OSError:
+            pass
+    return user_cache_dir('precompute')
 
 
 def _weights_digest(module: nn.Module) -> str:

@@ -1,7 +1,8 @@
 """Recorder: what happened during the last fit (per batch and per epoch), and the plots of it.
 
 Per-batch losses are kept as detached tensors and turned into floats once per epoch, so recording costs no
-device synchronisation per batch. Every plot returns its matplotlib Figure and needs no display.
+device synchronisation per batch. Every plot returns its matplotlib Figure (see `plotting.new_figure`: shown once in
+a notebook, bare in a script).
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..plotting import new_figure
 from .base import ORDER_RECORDER, Callback
 
 __all__ = ['Recorder', 'smooth_debiased']
@@ -24,8 +26,7 @@ def smooth_debiased(values, beta: float = 0.98) -> List[float]:
 
 
 def _figure(n_axes: int = 1, width: float = 6.0):
-    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, works headless
-    fig = Figure(figsize=(width * n_axes, 4))
+    fig = new_figure(figsize=(width * n_axes, 4))
     axes = [fig.add_subplot(1, n_axes, i + 1) for i in range(n_axes)]
     return fig, axes
 

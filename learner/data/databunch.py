@@ -2,14 +2,14 @@
 a labels CSV, arrays or datasets; fastai 0.7's `aug_dl`, on-disk `resize` and `PATH/tmp` included."""
 from __future__ import annotations
 
-import os
+import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core import default_device
+from ..core import default_device, is_writable, user_cache_dir
 from ..distributed import main_first, rank
 from .duplicates import warn_duplicates
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
@@ -60,7 +60,7 @@ class DataBunch:
 
     def _make_tmp(self) -> None:
         """Create path/tmp like fastai 0.7 (course code writes `f'{PATH}tmp/...'`); silent when not writable."""
-        if self.path.is_dir() and os.access(self.path, os.W_OK):
+        if self.path.is_dir() and is_writable(self.path):
             try:
                 (self.path / 'tmp').mkdir(exist_ok=True)
             except OSError:
@@ -169,6 +169,10 @@ class DataBunch:
             raise TypeError('resize() writes smaller copies of image files, but this data holds in-memory arrays or '
                             'other data sets; use data.with_size(sz) to change the transforms\' size instead')
         root = resized_root(self.path, targ_sz, new_path)
+        if not Path(new_path).is_absolute() and not is_writable(self.path / new_path):
+            # a read-only data folder (shared, mounted): the copies go to the user's cache instead, one folder per data
+            digest = hashlib.sha256(str(self.path.absolute()).encode()).hexdigest()[:12]
+            root = resized_root(user_cache_dir('resized', f'{self.path.absolute().name}-{digest}'), targ_sz, new_path)
         jobs = {}
         for ds in splits:
             for src, name in zip(ds.paths, ds.fnames):
@@ -194,12 +198,12 @@ class DataBunch:
 
     def show_batch(self, rows: int = 3, split: str = 'train', seed: int = 0):
         """A grid of rows x rows images of `split` with their training transforms and labels (a Figure)."""
-        from matplotlib.figure import Figure
+        from ..plotting import new_figure
         ds = self._ds(split)
         n = min(rows * rows, len(ds))
         gen = torch.Generator().manual_seed(seed)
         idxs = torch.randperm(len(ds), generator=gen)[:n].tolist()
-        fig = Figure(figsize=(2.2 * rows, 2.2 * rows))
+        fig = new_figure(figsize=(2.2 * rows, 2.2 * rows))
         for k, i in enumerate(idxs):
             x, y = ds.item_uint8(i)          # uint8 (C, H, W) after the transforms: no need to denormalize
             ax = fig.add_subplot(rows, rows, k + 1)
