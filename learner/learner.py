@@ -174,11 +174,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         show = self.progress and distributed.is_main_process()  # under torchrun only process 0 prints
         return self._run(n_epochs, [self.recorder, *self.cbs, *cbs, *([ProgressCallback()] if show else [])])
 
-    def _run(self, n_epochs: int, cbs: Sequence[Callback]) -> List[float]:
-        """Run `n_epochs` epochs with exactly these callbacks; returns `[valid_loss, *metrics]` of the last epoch."""
+    def _run(self, n_epochs: int, cbs: Sequence[Callback], stage: Optional[Stage] = None) -> List[float]:
+        """Run `n_epochs` epochs with exactly these callbacks (on `stage`, default `stage()`); returns
+        `[valid_loss, *metrics]` of the last epoch."""
         if self.opt is None:
             self.create_opt()
-        self.fit_stage = self.stage()   # builds the precompute cache, if any, before the first bar
+        self.fit_stage = stage or self.stage()   # builds the precompute cache, if any, before the first bar
         if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
             self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
         self._stop_requested = False

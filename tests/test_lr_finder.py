@@ -68,3 +68,22 @@ def test_lr_find_linear_sweep_and_bad_range(tmp_path):
     assert np.allclose(np.diff(learn.recorder.lr_find_lrs), 0.01)
     with pytest.raises(ValueError, match='start_lr'):
         learn.lr_find(start_lr=1, end_lr=0.1)
+
+
+def test_a_fit_after_lr_find_is_the_fit_without_it_with_worker_processes(tmp_path, make_data):
+    """Persistent loader workers keep their own random state (the augmentation's): the sweep must not touch it."""
+    from learner import ImageClassifierData, RandomFlip, tfms_from_stats, imagenet_stats
+    from conftest import tiny_cnn
+    path = make_data.folder(str(tmp_path / 'shapes'), size=16, per_class=4, valid_per_class=1, test=0)
+    tfms = tfms_from_stats(imagenet_stats, 16, aug_tfms=[RandomFlip()], pad=2)
+
+    def weights_after_fit(sweep_first: bool):
+        torch.manual_seed(0)
+        data = ImageClassifierData.from_paths(path, tfms=tfms, bs=8, num_workers=2)
+        learn = Learner.from_model_data(tiny_cnn(), data, progress=False)
+        if sweep_first:
+            learn.lr_find(num_it=5, stop_div=False)
+        learn.fit(0.05, 2)
+        return [p.detach().clone() for p in learn.model.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(weights_after_fit(False), weights_after_fit(True)))

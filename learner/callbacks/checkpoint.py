@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import numpy as np
-import torch
 
 from .. import distributed
+from ..data.loaders import loader_generators
 from ..core import rng_state, set_rng_state
 from ..persistence import atomic_torch_save, safe_torch_load
 from .base import ORDER_SCHEDULE, ORDER_TRACKING, Callback
@@ -68,33 +68,14 @@ def _describe_schedule(learn: Any) -> Optional[dict]:
     return None if schedule is None else schedule.describe()
 
 
-def _loader_generators(loader: Any) -> List[torch.Generator]:
-    """torch Generators owned by a training loader (DataLoader, its sampler, or one wrapped as `.dl`), in a fixed order.
-
-    A loader without its own generator draws from torch's global generator, which is saved anyway.
-    """
-    found: List[torch.Generator] = []
-    candidates = [loader, getattr(loader, 'dl', None)]
-    for obj in list(candidates):
-        if obj is not None:
-            sampler = getattr(obj, 'sampler', None)
-            batch_sampler = getattr(obj, 'batch_sampler', None)
-            candidates += [sampler, getattr(batch_sampler, 'sampler', None)]
-    for obj in candidates:
-        gen = getattr(obj, 'generator', None) if obj is not None else None
-        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
-            found.append(gen)
-    return found
-
-
 def _rng_state(learn: Any) -> dict:
     """Every random state the next epoch depends on, as plain data."""
-    return {**rng_state(), 'loader': [g.get_state() for g in _loader_generators(learn.fit_stage.train)]}
+    return {**rng_state(), 'loader': [g.get_state() for g in loader_generators(learn.fit_stage.train)]}
 
 
 def _set_rng_state(learn: Any, state: dict, file: Path) -> None:
     set_rng_state(state)
-    generators = _loader_generators(learn.fit_stage.train)
+    generators = loader_generators(learn.fit_stage.train)
     if len(generators) != len(state['loader']):
         raise CheckpointMismatchError(
             f'{file} holds {len(state["loader"])} training-loader generator states but this training loader has '

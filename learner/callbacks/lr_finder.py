@@ -4,12 +4,14 @@ suggestions read off the curve."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from ..core import rng_state, set_rng_state
+from ..data.loaders import loader_generators, one_pass_copy
 from ..optim import group_lrs
 from .base import ORDER_SCHEDULE, CancelFit, CancelValidate, Callback
 from .schedule import sched_exp, sched_lin
@@ -87,11 +89,14 @@ class LRFinder(Callback):
         raise CancelValidate()
 
 
-def _snapshot(learn: Any) -> dict:
-    """Everything a training run changes that lr_find must put back."""
+def _snapshot(learn: Any, loader: Any) -> dict:
+    """Everything a training run changes that lr_find must put back (`loader`: the sweep's, whose own random
+    generators, if any, it advances)."""
+    generators = loader_generators(loader)
     return {'model': copy.deepcopy(learn.model.state_dict()), 'opt': copy.deepcopy(learn.opt.state_dict()),
             'wds': learn.wds.copy(), 'modes': [m.training for m in learn.model.modules()],
-            'rng': rng_state(), 'scaler': learn.scaler.state_dict()}
+            'rng': rng_state(), 'scaler': learn.scaler.state_dict(),
+            'loader_rng': [(g, g.get_state()) for g in generators]}
 
 
 def _restore(learn: Any, saved: dict) -> None:
@@ -101,6 +106,8 @@ def _restore(learn: Any, saved: dict) -> None:
     for module, mode in zip(learn.model.modules(), saved['modes']):
         module.training = mode
     set_rng_state(saved['rng'])
+    for generator, state in saved['loader_rng']:
+        generator.set_state(state)
     if saved['scaler']:
         learn.scaler.load_state_dict(saved['scaler'])
 
@@ -132,13 +139,17 @@ def lr_find(learn: Any, start_lr: Any = 1e-7, end_lr: float = 10, num_it: int = 
         learn.create_opt()
     start, ratios = _sweep_start(learn, start_lr)
     finder = LRFinder(start, end_lr, num_it, stop_div, linear, ratios=ratios)
-    n_batches = max(len(learn.stage().train), 1)
-    saved = _snapshot(learn)
+    stage = learn.stage()
+    # the sweep reads a copy of the training loader whose workers end with it: persistent workers keep their own
+    # random state, which the snapshot cannot put back, so the next fit must not meet workers the sweep advanced
+    stage = dataclasses.replace(stage, train=one_pass_copy(stage.train))
+    n_batches = max(len(stage.train), 1)
+    saved = _snapshot(learn, stage.train)
     on_nan, learn.on_nan = learn.on_nan, 'ignore'
     try:
         if wds is not None:
             learn.set_wds(wds)
-        learn._run(math.ceil(num_it / n_batches), [learn.recorder, finder, *(callbacks or [])])
+        learn._run(math.ceil(num_it / n_batches), [learn.recorder, finder, *(callbacks or [])], stage)
     finally:
         learn.on_nan = on_nan
         _restore(learn, saved)

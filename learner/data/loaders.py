@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from ..core import default_device
 from .datasets import collate_uint8
 from .normalize import Normalize
 
-__all__ = ['DeviceDataLoader', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
+__all__ = ['DeviceDataLoader', 'one_pass_copy', 'loader_generators', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
            'dataloader_with_sampler']
 
 
@@ -95,6 +95,47 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
     dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
                     collate_fn=collate_uint8, persistent_workers=num_workers > 0, pin_memory=pin)
     return DeviceDataLoader(dl, device)
+
+
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """torch Generators owned by a training loader (DataLoader, its sampler, or one wrapped as `.dl`), in a fixed order.
+
+    A loader without its own generator draws from torch's global generator, which is saved anyway.
+    """
+    found: list[torch.Generator] = []
+    candidates = [loader, getattr(loader, 'dl', None)]
+    for obj in list(candidates):
+        if obj is not None:
+            sampler = getattr(obj, 'sampler', None)
+            batch_sampler = getattr(obj, 'batch_sampler', None)
+            candidates += [sampler, getattr(batch_sampler, 'sampler', None)]
+    for obj in candidates:
+        gen = getattr(obj, 'generator', None) if obj is not None else None
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def one_pass_copy(loader: Any) -> Any:
+    """`loader`, or, when it keeps persistent worker processes, a copy whose workers live for one pass only.
+
+    Why: persistent workers keep their own random generators from one epoch to the next, so a pass that must leave
+    no trace (the LR range test) runs on a copy; the original's workers and their random state are untouched.
+    """
+    inner = loader if isinstance(loader, DataLoader) else getattr(loader, 'dl', None)
+    if not isinstance(inner, DataLoader) or not inner.persistent_workers:
+        return loader
+    batching = (dict(batch_size=inner.batch_size, sampler=inner.sampler, drop_last=inner.drop_last)
+                if inner.batch_size is not None else dict(batch_sampler=inner.batch_sampler))
+    copy = DataLoader(inner.dataset, num_workers=inner.num_workers, collate_fn=inner.collate_fn,
+                      pin_memory=inner.pin_memory, timeout=inner.timeout, worker_init_fn=inner.worker_init_fn,
+                      multiprocessing_context=inner.multiprocessing_context, generator=inner.generator,
+                      prefetch_factor=inner.prefetch_factor, persistent_workers=False, **batching)
+    if inner is loader:
+        return copy
+    out = DeviceDataLoader(copy, loader.device)
+    out.normalize = loader.normalize
+    return out
 
 
 def dataloader_with_sampler(dl: DataLoader, sampler, drop_last: bool) -> DataLoader:
