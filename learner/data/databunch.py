@@ -371,8 +371,8 @@ class DataBunch:
         else:
             refuse_bad_headers([f for v in splits.values() if v is not None for f in v[0]])
         # identical files within a class, across classes or across splits: a DuplicateWarning (bytes only: cheap)
-        warn_duplicates({k: (v[0], None if k == 'test' else v[1]) for k, v in splits.items() if v is not None},
-                        classes, stacklevel=4)
+        labelled = {k: (v[0], None if k == 'test' or is_reg else v[1]) for k, v in splits.items() if v is not None}
+        warn_duplicates(labelled, classes, stacklevel=4)
         kw = dict(classes=classes, is_multi=is_multi, is_reg=is_reg, path=path)
         trn_ds = FilesDataset(*splits['training'], tfms=trn_tfms, **kw)
         val_ds = FilesDataset(*splits['validation'], tfms=val_tfms, **kw)
