@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from learner.data.images import check_headers
+
 from learner import (BadImageWarning, ImageClassifierData, ImageError, Learner, NonFiniteLossError, imagenet_stats, open_image,
                      tfms_from_stats, verify_images)
 
@@ -86,7 +88,9 @@ def test_unreadable_file_is_an_error_naming_it_or_skipped_with_a_warning(case, t
     with pytest.raises(ImageError, match='bad.jpg'):
         open_image(bad)
     assert [b.path for b in verify_images(tree)] == [bad]
-    if case in TRUNCATED:  # the header reads: found mid-epoch, which goes on with a warning naming the file
+    # whether a file cut just before its pixel data still has a readable header depends on the Pillow version
+    # (13: yes, 12: no); either way the outcome is one of the two documented ones
+    if case in TRUNCATED and not check_headers([bad]):  # the header reads: found mid-epoch, the epoch goes on
         data = ImageClassifierData.from_paths(tree, tfms=TFMS, bs=4, num_workers=0)
         with pytest.warns(BadImageWarning, match='bad.jpg') as caught:
             assert sum(len(x) for x, _ in data.trn_dl) == 7  # the whole epoch, the bad file included
