@@ -55,8 +55,9 @@ def main() -> None:
     forward_s = time.perf_counter() - started
 
     # 2. building the cache (same images, validation transforms, plus pooling and the memory-mapped write)
+    learn.precompute = True   # records the wish; the cache is built when first needed
     started = time.perf_counter()
-    learn.precompute = True
+    learn.stage()             # what the first fit (or prediction) does first: build the cache
     build_s = time.perf_counter() - started
 
     # 3. epochs on the cache: 1cycle, frozen body
