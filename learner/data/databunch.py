@@ -184,7 +184,7 @@ class DataBunch:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise PermissionError(f'resize() cannot write to {root} ({e}); pass new_path= an absolute folder you '
-                                  f'can write to, e.g. data.resize({targ_sz}, "/tmp/resized")') from e
+                                  f'can write to, e.g. data.resize({targ_sz}, tempfile.mkdtemp())') from e
         # under torchrun process 0 writes the copies while the others wait, then they only check them (resume)
         report = main_first(lambda: resize_files(list(jobs), list(jobs.values()), targ_sz, root,
                                                  resume=resume or rank() != 0, fn=fn), f'resizing images into {root}')
