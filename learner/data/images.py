@@ -9,8 +9,8 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ['ImageError', 'BadImageWarning', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'open_image_or_placeholder',
-           'verify_images', 'check_headers', 'image_files']
+__all__ = ['ImageError', 'BadImageWarning', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'decode_opened',
+           'open_image_or_placeholder', 'verify_images', 'check_headers', 'image_files']
 
 PathLike = Union[str, os.PathLike]
 
@@ -84,12 +84,7 @@ def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
-            if target_size and img.format == 'JPEG' and min(img.size) >= _DRAFT_MIN_RATIO * target_size:
-                # Rotated EXIF orientations swap sides, so ask for a square: both sides stay >= target.
-                img.draft(None, (int(target_size), int(target_size)))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            arr = np.array(_to_rgb(img))   # writable copy (torch.from_numpy needs one)
+            arr = decode_opened(img, target_size)
     except Image.DecompressionBombError as e:
         raise ImageError(f'{path}: refused as a possible decompression bomb ({e}). If the image is '
                          f'trusted, raise PIL.Image.MAX_IMAGE_PIXELS (now {Image.MAX_IMAGE_PIXELS}).') from e
@@ -105,6 +100,17 @@ def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ImageError(f'{path}: decoded to shape {arr.shape} {arr.dtype}, expected (H, W, 3) uint8')
     return arr
+
+
+def decode_opened(img: Image.Image, target_size: int | None = None) -> np.ndarray:
+    """The pixels of an opened Pillow image as RGB uint8 (H, W, 3): JPEG draft decoding at `target_size`, EXIF
+    orientation, every mode to RGB. What `open_image` (files) and the prediction service (uploads) share, so an
+    image decodes the same in training and in serving. Pillow's own errors pass through."""
+    if target_size and img.format in ('JPEG', 'MPO') and min(img.size) >= _DRAFT_MIN_RATIO * target_size:
+        # Rotated EXIF orientations swap sides, so ask for a square: both sides stay >= target.
+        img.draft(None, (int(target_size), int(target_size)))
+    img.load()
+    return np.array(_to_rgb(ImageOps.exif_transpose(img)))   # writable copy (torch.from_numpy needs one)
 
 
 #: Gray value of the placeholder that stands in for an undecodable image mid-epoch.

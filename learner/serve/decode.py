@@ -14,17 +14,14 @@ import io
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ..data.images import ImageError, _to_rgb  # the same mode conversions as training (alpha on white, 16-bit, ...)
+from ..data.images import ImageError, decode_opened
 
 __all__ = ['decode_image_bytes', 'UPLOAD_FORMATS']
 
 #: Pillow format names an upload may be in.
 UPLOAD_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'TIFF', 'WEBP', 'PPM')  # JPEG includes phones' MPO files
-
-# A JPEG at least this many times the target size is decoded at reduced scale (as open_image does).
-_DRAFT_MIN_RATIO = 2
 
 
 def decode_image_bytes(data: bytes, name: str = 'upload', target_size: Optional[int] = None,
@@ -52,11 +49,7 @@ def decode_image_bytes(data: bytes, name: str = 'upload', target_size: Optional[
             if limit and width * height > limit:
                 raise ImageError(f'{name}: {width}x{height} pixels is more than the {limit} allowed; refused as a '
                                  f'possible decompression bomb (send a smaller image)')
-            if target_size and img.format in ('JPEG', 'MPO') and min(img.size) >= _DRAFT_MIN_RATIO * target_size:
-                img.draft('RGB', (int(target_size), int(target_size)))  # square: rotated EXIF keeps both sides >= it
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            arr = np.array(_to_rgb(img))
+            arr = decode_opened(img, target_size)  # as training decodes files
     except ImageError:
         raise
     except Image.DecompressionBombError as err:
