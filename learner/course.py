@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .core import default_device, to_numpy
-from .plotting import new_figure
+from .plotting import confusion_matrix_figure, new_figure
 
 __all__ = ['to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
            'BasicModel', 'SingleModel']
@@ -113,28 +113,8 @@ def plot_confusion_matrix(cm: Any, classes: Sequence, normalize: bool = False, t
                           cmap: Any = None, figsize=None):
     """Draw a confusion matrix (rows actual, columns predicted, e.g. from `sklearn.metrics.confusion_matrix`) with
     its counts (or row fractions with `normalize`) in the cells; returns the Figure."""
-    cm = np.asarray(cm, dtype=np.float64)
-    if normalize:
-        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = new_figure(figsize=figsize)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(cm, interpolation='nearest', cmap=cmap or 'Blues')
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax)
-    ticks = np.arange(len(classes))
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(classes, rotation=45)
-    ax.set_yticks(ticks)
-    ax.set_yticklabels(classes)
-    middle = cm.max() / 2 if cm.size else 0
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, f'{cm[i, j]:.2f}' if normalize else f'{int(cm[i, j])}', ha='center',
-                    color='white' if cm[i, j] > middle else 'black')
-    ax.set_ylabel('True label')
-    ax.set_xlabel('Predicted label')
-    fig.tight_layout()
-    return fig
+    return confusion_matrix_figure(cm, classes, normalize, title, cmap or 'Blues', figsize,
+                                   labels=('Predicted label', 'True label'))
 
 
 def load_img_id(ds: Any, idx: int, path: Any = None) -> np.ndarray:

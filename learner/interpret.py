@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .plotting import new_figure
+from .plotting import confusion_matrix_figure, new_figure
 
 __all__ = ['ClassificationInterpretation', 'DEFAULT_THRESHOLD', 'threshold_counts', 'average_precision',
            'precision_recall_curve', 'validation_report', 'threshold_curve']
@@ -268,24 +268,7 @@ class ClassificationInterpretation:
 
     def plot_confusion_matrix(self, normalize: bool = False, cmap: str = 'Blues', figsize=None):
         """Draw the confusion matrix (counts, or row fractions when `normalize`); returns the Figure."""
-        cm = self.confusion_matrix().astype(np.float64)
-        if normalize:
-            cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        n = len(self.classes)
-        size = figsize or (max(4, 0.6 * n + 2),) * 2
-        fig = new_figure(figsize=size)
-        ax = fig.add_subplot(1, 1, 1)
-        ax.imshow(cm, cmap=cmap)
-        ax.set_xticks(range(n)); ax.set_xticklabels(self.classes, rotation=90)
-        ax.set_yticks(range(n)); ax.set_yticklabels(self.classes)
-        threshold = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                text = f'{cm[i, j]:.2f}' if normalize else f'{int(cm[i, j])}'
-                ax.text(j, i, text, ha='center', va='center', color='white' if cm[i, j] > threshold else 'black')
-        ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); ax.set_title('Confusion matrix')
-        fig.tight_layout()
-        return fig
+        return confusion_matrix_figure(self.confusion_matrix(), self.classes, normalize, cmap=cmap, figsize=figsize)
 
     def plot_top_losses(self, k: int = 9, figsize=None):
         """Show the k worst-predicted images titled predicted/actual/loss/probability of actual; returns the Figure."""

@@ -9,11 +9,13 @@ methods return the Figure, so `fig.savefig(...)` works.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
 
 from matplotlib.figure import Figure
 
-__all__ = ['new_figure', 'in_notebook']
+__all__ = ['new_figure', 'in_notebook', 'confusion_matrix_figure']
 
 
 class _ShownOnceFigure(Figure):
@@ -41,3 +43,31 @@ def new_figure(figsize: Optional[Tuple[float, float]] = None, **kwargs: Any) -> 
         import matplotlib.pyplot as plt
         return plt.figure(figsize=figsize, FigureClass=_ShownOnceFigure, **kwargs)
     return Figure(figsize=figsize, **kwargs)
+
+
+def confusion_matrix_figure(cm: Any, classes: Sequence, normalize: bool = False, title: str = 'Confusion matrix',
+                            cmap: Any = 'Blues', figsize: Optional[Tuple[float, float]] = None,
+                            labels: Tuple[str, str] = ('Predicted', 'Actual')) -> Figure:
+    """A confusion matrix (rows actual, columns predicted) with its counts, or row fractions when `normalize`, in
+    the cells. `labels`: the (x, y) axis names."""
+    cm = np.asarray(cm, dtype=np.float64)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    fig = new_figure(figsize=figsize or (max(4, 0.6 * n + 2),) * 2)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(cm, interpolation='nearest', cmap=cmap)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(classes, rotation=90)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(classes)
+    middle = cm.max() / 2 if cm.size else 0
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f'{cm[i, j]:.2f}' if normalize else f'{int(cm[i, j])}', ha='center', va='center',
+                    color='white' if cm[i, j] > middle else 'black')
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
