@@ -114,9 +114,9 @@ def plot_phases(phases: Sequence[dict]):
         phases: dicts with 'name', 'losses' (per batch), 'valid_losses' and 'epoch_iters' (per epoch: batches
             so far in that fit), as `Recorder` holds them after a fit.
     """
-    from matplotlib.figure import Figure
     from .callbacks.recorder import smooth_debiased
-    fig = Figure(figsize=(7, 4))
+    from .plotting import new_figure
+    fig = new_figure(figsize=(7, 4))
     ax = fig.add_subplot(1, 1, 1)
     offset, all_losses = 0, []
     for k, phase in enumerate(phases):
