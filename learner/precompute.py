@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import Stage, is_writable, user_cache_dir
+from .core import Stage, is_writable, rng_state, set_rng_state, user_cache_dir
 from .distributed import main_first
 
 __all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
@@ -194,12 +194,11 @@ class ActivationCache:
 class CachedFeatureLoader:
     """Batches of cached features `(x (B, F) float32, y)` on `device`.
 
-    The training split is reshuffled every epoch (from numpy's global generator, so seeds fix it) and, like the
-    image loaders, drops a last batch of one item (BatchNorm in the head cannot train on a single row). With a
+    The training split is reshuffled every epoch from torch's global generator, as every loader here (so
+    `torch.manual_seed` fixes it), and, like the image loaders, drops a last batch of one item (BatchNorm in the
+    head cannot train on a single row). With a
     `sampler` (under torchrun, this process's `ShardSampler`) the indices come from it instead.
     """
-
-    shuffle_source = 'numpy'  # where one process draws its order from (a sharded loader draws its seed there too)
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device,
                  sampler=None, drop_last: bool = False):
@@ -232,7 +231,7 @@ class CachedFeatureLoader:
         if self.sampler is not None:
             order = np.fromiter(self.sampler, dtype=np.int64)
         else:
-            order = np.random.permutation(n) if self.shuffle else np.arange(n)
+            order = torch.randperm(n).numpy() if self.shuffle else np.arange(n)  # torch's generator, as every loader
         for start in range(0, len(self) * self.bs, self.bs):
             idx = order[start:start + self.bs]
             rows = np.sort(idx) if self.shuffle or self.sampler is not None else idx  # sorted reads of the memmap
@@ -305,6 +304,7 @@ class PrecomputedFeatures:
         for m in modules:
             m.eval()
         loaders = {}
+        rng = rng_state()  # iterating loaders draws from the generators: building must not change the fit that follows
         try:
             for split in key['data']:
                 loader = self.data.loader(split)
@@ -314,6 +314,7 @@ class PrecomputedFeatures:
                     f'building the precompute cache of the {split} set')
                 loaders[split] = CachedFeatureLoader(feats, labels, self.data.bs, split == 'train', device)
         finally:
+            set_rng_state(rng)
             for m, mode in zip(modules, modes):
                 m.train(mode)
         return Stage(self.head, loaders['train'], loaders['valid'], loaders.get('test'))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -72,10 +71,6 @@ def _draw_torch_seed(generator: Optional[torch.Generator]) -> Callable[[], int]:
     return lambda: int(torch.randint(0, 2 ** 62, (), generator=generator))
 
 
-def _draw_numpy_seed() -> int:
-    return int(np.random.randint(0, 2 ** 62))
-
-
 def _shuffle_source(loader: Any) -> Tuple[bool, Optional[Callable[[], int]]]:
     """(does the loader shuffle, how one process would draw its order's randomness)."""
     from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -89,7 +84,7 @@ def _shuffle_source(loader: Any) -> Tuple[bool, Optional[Callable[[], int]]]:
                         'under torchrun give the Learner loaders with shuffle=True or False and no custom sampler')
     if not getattr(inner, 'shuffle', False):
         return False, None
-    return True, (_draw_numpy_seed if getattr(inner, 'shuffle_source', 'torch') == 'numpy' else _draw_torch_seed(None))
+    return True, _draw_torch_seed(None)
 
 
 def shard_loader(loader: Any, rank: int, world: int, train: bool) -> Tuple[Any, ShardSampler]:

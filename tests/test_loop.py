@@ -103,3 +103,21 @@ def test_an_error_in_a_callback_names_it_on_every_python(tmp_path):
     text = str(info.value) + ''.join(getattr(info.value, '__notes__', []))
     assert 'Broken' in text and 'before_epoch' in text
     assert sys.version_info >= (3, 11) or 'boom (raised by callback Broken' in str(info.value)
+
+
+def test_torch_manual_seed_alone_fixes_a_precompute_fit(tmp_path, make_data):
+    """Every loader draws its order from torch's generator, and building the cache draws nothing: neither numpy's
+    state nor whether the cache was already on disk changes a fit (the second run finds the first one's cache)."""
+    from learner import ConvLearner, ImageClassifierData, tfms_from_model
+    path = make_data.folder(str(tmp_path / 'shapes'), size=32, per_class=4, valid_per_class=2, test=0)
+
+    def head_after_fit(numpy_seed: int):
+        np.random.seed(numpy_seed)
+        torch.manual_seed(0)
+        data = ImageClassifierData.from_paths(path, tfms=tfms_from_model('efficientnet_lite0', 32), bs=8,
+                                              num_workers=0)
+        learn = ConvLearner.pretrained('efficientnet_lite0', data, precompute=True, progress=False)
+        learn.fit(1e-2, 2)
+        return [p.detach().clone() for p in learn.head.parameters()]
+
+    assert all(torch.equal(a, b) for a, b in zip(head_after_fit(1), head_after_fit(2)))
