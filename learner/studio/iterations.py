@@ -23,7 +23,8 @@ __all__ = ['record_iteration', 'get_iteration', 'list_iterations', 'performance'
 
 
 def record_iteration(conn: Connection, job: dict, project: dict, export_file: str, classes: List[str],
-                     valid_probs: np.ndarray, report: dict, curve: dict, history: list) -> Optional[int]:
+                     valid_probs: np.ndarray, report: dict, curve: dict, history: list,
+                     progress: Optional[dict] = None) -> Optional[int]:
     """Insert the iteration of a finished job and end the job as succeeded, in the caller's transaction; None (and
     nothing written) when the job is no longer running (cancelled or failed meanwhile)."""
     items = snapshot(conn, job['id'])
@@ -36,7 +37,7 @@ def record_iteration(conn: Connection, job: dict, project: dict, export_file: st
         multi_label=project['multi_label'], export_file=export_file, n_train=len(items) - len(valid),
         n_valid=len(valid), report=report, curve=curve, history=history)).inserted_primary_key[0]
     if not finish_job(conn, job['id'], 'succeeded', iteration_id=iteration_id,
-                      progress={'phase': 'done', 'iteration': number}):
+                      progress={**(progress or {}), 'phase': 'done', 'iteration': number, 'eta_s': 0}):
         raise _JobGone()
     for item, probs in zip(valid, np.asarray(valid_probs, dtype=np.float64)):
         conn.execute(sa.update(snapshot_images).where(snapshot_images.c.job_id == job['id'],

@@ -211,7 +211,7 @@ class Worker:
         try:
             with self.store.write() as conn:
                 record_iteration(conn, job, project, export_file, classes, probs, validation['report'],
-                                 validation['curve'], history)
+                                 validation['curve'], history, progress=reporter.state)
         except _JobGone:
             path.unlink(missing_ok=True)   # failed or cancelled meanwhile: keep no export without its iteration
 
