@@ -129,12 +129,9 @@ class StudioProcess:
                 self.url = match.group(1)
             if time.monotonic() > deadline:
                 raise RuntimeError('learner studio did not start in 120 s:\n' + ''.join(self.lines))
-        if workers:   # the keys follow the address on a first start
-            for _ in range(3 if 'keys' not in ''.join(self.lines) else 0):
-                self.lines.append(self.process.stdout.readline())
-        text = ''.join(self.lines)
-        keys = dict(re.findall(r'(Training|Prediction)-Key:\s+(\S+)', text))
-        self.keys = {'training': keys.get('Training'), 'prediction': keys.get('Prediction')}
+        text = ''.join(self.lines)   # the keys are printed before the address, on a first start only
+        found = dict(re.findall(r'(Training|Prediction)-Key:\s+(\S+)', text))
+        self.keys = {'training': found.get('Training'), 'prediction': found.get('Prediction')}
         threading.Thread(target=self._drain, daemon=True).start()
         self._wait_ready()
 

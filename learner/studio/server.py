@@ -202,11 +202,12 @@ def run_studio(folder: Union[str, Path] = 'studio', db: Optional[str] = None, ho
 
 
 def _announce(studio: Studio, host: str, port: int, n_workers: int) -> None:
-    shown = f'[{host}]' if ':' in host else host
-    print(f'learner studio at http://{shown}:{port} (API docs at /docs); folder {studio.dirs.root}, database '
-          f'{studio.store.safe_url}, {n_workers} local worker process(es)', flush=True)
+    """Print the keys (first start only), then the address line (last: a script reading the output waits for it)."""
     if studio.new_keys:
         print('This studio\'s keys, shown only now (the database keeps their hashes; `learner studio keys --reset` '
               'makes new ones):', flush=True)
         print(f'  Training-Key:   {studio.new_keys["training"]}', flush=True)
         print(f'  Prediction-Key: {studio.new_keys["prediction"]}', flush=True)
+    shown = f'[{host}]' if ':' in host else host
+    print(f'learner studio at http://{shown}:{port} (API docs at /docs); folder {studio.dirs.root}, database '
+          f'{studio.store.safe_url}, {n_workers} local worker process(es)', flush=True)
