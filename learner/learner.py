@@ -154,13 +154,11 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         return self.distributed.shard(stage) if self.distributed else stage
 
     def set_data(self, data: Any) -> None:
-        """Swap in another DataBunch (progressive resizing); freeze state and precompute are kept (the cache follows
-        the new data)."""
+        """Swap in another DataBunch (progressive resizing) on the learner's device; freeze state and precompute are
+        kept (the cache reads `learn.data`, so it follows the new data)."""
         self.data = data
         if hasattr(data, 'to'):
             data.to(self.device)
-        if self.precomputed is not None:
-            self.precomputed.data = data
 
     @property
     def crit(self) -> Callable:
