@@ -248,7 +248,8 @@ def test_the_whole_loop_in_process(api, studio):
     compared = api.get(f'/projects/{project_id}/iterations/compare', params={'a': iteration, 'b': second['id']}).json()
     assert compared['n_shared_valid'] >= 6
     api.post(f'/projects/{project_id}/iterations/{second["id"]}/publish', json={'name': 'colours-v2'})
-    again = api.post(f'/projects/{project_id}/predict', headers=predict_headers, content=png_bytes(color_image('red', 503)))
+    again = api.post(f'/projects/{project_id}/predict', headers=predict_headers,
+                     content=png_bytes(color_image('red', 503)))
     assert again.json()['iteration'] == 2 and again.json()['published_name'] == 'colours-v2'
 
     from learner.export import load_learner

@@ -94,7 +94,8 @@ def test_upload_reports_same_bytes_near_duplicates_and_conflicting_tags(store, t
     project, blobs = _project_with_images(store, tmp_path)
     again = Ingestor(store, blobs, project['id'], tag_names=['red']).add('copy.png', png_bytes(color_image('red', 0)))
     assert again['status'] == 'duplicate' and again['duplicate_of'] and again['conflicting'] is False
-    other_tag = Ingestor(store, blobs, project['id'], tag_names=['green']).add('c.png', png_bytes(color_image('red', 0)))
+    green = Ingestor(store, blobs, project['id'], tag_names=['green'])
+    other_tag = green.add('c.png', png_bytes(color_image('red', 0)))
     assert other_tag['status'] == 'duplicate' and other_tag['conflicting'] is True
     photo = smooth_photo(3)
     first = Ingestor(store, blobs, project['id'], tag_names=['red']).add('photo.png', png_bytes(photo))

@@ -148,7 +148,8 @@ def get_tags(conn: Connection, project_id: int) -> List[dict]:
 
 def resolve_tags(conn: Connection, project_id: int, names: Sequence[str] = (), ids: Sequence[int] = ()) -> List[dict]:
     """The tags named by `names` and `ids`; NotFound naming every one the project lacks."""
-    known = {r.id: r.name for r in conn.execute(sa.select(tags.c.id, tags.c.name).where(tags.c.project_id == project_id))}
+    rows = conn.execute(sa.select(tags.c.id, tags.c.name).where(tags.c.project_id == project_id))
+    known = {r.id: r.name for r in rows}
     by_name = {name: i for i, name in known.items()}
     missing = [repr(n) for n in names if n not in by_name] + [str(i) for i in ids if int(i) not in known]
     if missing:
@@ -223,7 +224,8 @@ def set_image_tags(conn: Connection, project_id: int, image_ids: Sequence[int], 
     if missing:
         raise NotFound(f'project {project_id} has no image {", ".join(map(str, missing))}')
     for image_id in ids:
-        current = {r.tag_id for r in conn.execute(sa.select(image_tags.c.tag_id).where(image_tags.c.image_id == image_id))}
+        rows = conn.execute(sa.select(image_tags.c.tag_id).where(image_tags.c.image_id == image_id))
+        current = {r.tag_id for r in rows}
         wanted = {'replace': set(tag_ids), 'add': current | set(tag_ids), 'remove': current - set(tag_ids)}[mode]
         if not project['multi_label'] and len(wanted) > 1:
             raise Invalid(f'project {project["name"]!r} is single-label: image {image_id} can have one tag, not '

@@ -76,7 +76,8 @@ class Client:
         return [Project(self, p) for p in self.request('GET', '/projects')]
 
     def create_project(self, name: str, description: str = '', multi_label: bool = False,
-                       backbone: str = 'efficientnet_lite0', size: int = 224, store_predictions: bool = True) -> 'Project':
+                       backbone: str = 'efficientnet_lite0', size: int = 224,
+                       store_predictions: bool = True) -> 'Project':
         """A new project (a Conflict StudioError when the name is taken)."""
         body = dict(name=name, description=description, multi_label=multi_label, backbone=backbone, size=size,
                     store_predictions=store_predictions)

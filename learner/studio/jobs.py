@@ -38,12 +38,14 @@ STALE_S = 60.0
 
 
 class StudioDirs:
-    """The folders of a studio: blobs/ (images), exports/ (iterations), work/ (a job's temporary files)."""
+    """The folders of a studio: blobs/ (images), exports/ (iterations), work/ (a job's temporary files), cache/
+    (precomputed features, shared by jobs over the same images; the library's cache key keeps them correct)."""
 
     def __init__(self, root):
         self.root = Path(root).absolute()
         self.blobs_dir, self.exports, self.work = self.root / 'blobs', self.root / 'exports', self.root / 'work'
-        for folder in (self.root, self.blobs_dir, self.exports, self.work):
+        self.cache = self.root / 'cache'
+        for folder in (self.root, self.blobs_dir, self.exports, self.work, self.cache):
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -100,11 +102,11 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(self.worker.heartbeat_s):
+            self.worker.check_parent()
             try:
                 requested = heartbeat(self.worker.store, self.job_id)
             except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
-                continue
-            self.worker.check_parent()
+                requested = False
             if requested or self.worker.stopping:
                 self.reporter.cancelled = True
 
@@ -197,10 +199,12 @@ class Worker:
         workdir.mkdir(parents=True, exist_ok=True)
         data = build_data(items, self.blobs.path, classes, project['multi_label'], project['backbone'],
                           project['size'], options.get('bs') or 32, workdir, options.get('num_workers'))
+        cache = self.dirs.cache
         if job['mode'] == 'quick':
-            learn, history = train_quick(data, project['backbone'], options, reporter)
+            learn, history = train_quick(data, project['backbone'], options, reporter, cache)
         else:
-            learn, history = train_advanced(data, project['backbone'], options, job['budget_minutes'], reporter)
+            learn, history = train_advanced(data, project['backbone'], options, job['budget_minutes'], reporter,
+                                            cache)
         if reporter.cancelled:
             raise JobCancelled()
         reporter.phase('exporting')

@@ -52,8 +52,8 @@ class ReportProgress(Callback):
     """Tells the reporter about each training batch and epoch, and stops the fit when the job is cancelled or the
     deadline (time.monotonic() seconds, optional) has passed."""
 
-    def __init__(self, reporter: Reporter, deadline: Optional[float] = None):
-        self.reporter, self.deadline, self.hit_deadline = reporter, deadline, False
+    def __init__(self, reporter: Reporter, deadline: Optional[float] = None, epochs: bool = True):
+        self.reporter, self.deadline, self.hit_deadline, self.epochs = reporter, deadline, False, epochs
 
     def before_fit(self) -> None:
         self._check()
@@ -68,7 +68,8 @@ class ReportProgress(Callback):
         self._check()
 
     def after_epoch(self) -> None:
-        self.reporter.epoch(dict(self.learn.log))
+        if self.epochs:        # not for an LR range test's passes: they are no training epochs
+            self.reporter.epoch(dict(self.learn.log))
 
     def _check(self) -> None:
         if self.reporter.cancelled:
@@ -130,24 +131,30 @@ def _pick_lr(suggestions, low: float, high: float, fallback: float) -> float:
     return float(min(max(values[0] if values else fallback, low), high))
 
 
-def _lr_find(learn: ConvLearner, reporter: Reporter, num_it: int):
-    suggestions = learn.lr_find(num_it=num_it, callbacks=[ReportProgress(reporter)])
+def _lr_find(learn: ConvLearner, reporter: Reporter, num_it: int, deadline: Optional[float] = None, **kwargs):
+    """lr_find, stopped early at `deadline`; (suggestions, batches swept, seconds)."""
+    callback = ReportProgress(reporter, deadline, epochs=False)
+    started = time.monotonic()
+    suggestions = learn.lr_find(num_it=num_it, callbacks=[callback], **kwargs)
     if reporter.cancelled:
         raise JobCancelled()
-    return suggestions
+    return suggestions, len(learn.recorder.lr_find_lrs), time.monotonic() - started
 
 
-def _new_learner(data: DataBunch, backbone: str) -> ConvLearner:
+def _new_learner(data: DataBunch, backbone: str, cache_dir: Optional[Path]) -> ConvLearner:
     learn = ConvLearner.pretrained(backbone, data, precompute=False, progress=False)
+    learn.precompute_cache_dir = cache_dir   # shared by a studio's jobs: an unchanged snapshot is not recomputed
     learn.precompute = True
     return learn
 
 
-def train_quick(data: DataBunch, backbone: str, options: dict, reporter: Reporter) -> tuple:
-    """The head on precomputed features; returns (learner, history)."""
+def train_quick(data: DataBunch, backbone: str, options: dict, reporter: Reporter,
+                cache_dir: Optional[Path] = None) -> tuple:
+    """The head on precomputed features (cached in `cache_dir`, default the data's folder); returns (learner,
+    history)."""
     torch.manual_seed(int(options.get('seed') or 0))
     reporter.phase('preparing')
-    learn = _new_learner(data, backbone)
+    learn = _new_learner(data, backbone, cache_dir)
     reporter.phase('computing features')
     learn.stage()  # builds the feature cache now, so the training phase's ETA is about training only
     epochs = int(options.get('epochs') or QUICK_EPOCHS)
@@ -163,42 +170,51 @@ def _accuracy_now(learn: ConvLearner) -> float:
     return float(accuracy_np(probs, y))
 
 
-def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes: float, reporter: Reporter) -> tuple:
+def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes: float, reporter: Reporter,
+                   cache_dir: Optional[Path] = None) -> tuple:
     """Head, then fine-tuning for the rest of the budget; returns (learner, history)."""
-    started = time.monotonic()
-    deadline = started + 60.0 * float(budget_minutes)
+    deadline = time.monotonic() + 60.0 * float(budget_minutes)
     torch.manual_seed(int(options.get('seed') or 0))
     reporter.phase('preparing')
-    learn = _new_learner(data, backbone)
+    learn = _new_learner(data, backbone, cache_dir)
+    reporter.phase('computing features')
+    learn.stage()
     reporter.phase('finding the learning rate (head)')
-    lr = float(options.get('lr') or _pick_lr(_lr_find(learn, reporter, 50), 1e-3, 1e-1, QUICK_LR))
+    lr = float(options.get('lr') or _pick_lr(_lr_find(learn, reporter, 50)[0], 1e-3, 1e-1, QUICK_LR))
     head_epochs = int(options.get('epochs') or HEAD_EPOCHS_ADVANCED)
     history = [_fit(learn, reporter, 'training the head', head_epochs, lr, deadline)]
     head_accuracy, head_state = _accuracy_now(learn), copy.deepcopy(learn.model.state_dict())
     history[-1]['accuracy'] = head_accuracy
     learn.precompute = False
     learn.unfreeze()
+    # the sweep also times a batch of the whole model; it may use a quarter of what is left, and when cut short its
+    # lowest-loss point is not trusted: the body then gets the course's lr (the head's / 100)
     reporter.phase('finding the learning rate (fine-tuning)')
     n_sweep = int(min(30, max(5, len(data.trn_dl) * 2)))
-    sweep_started = time.monotonic()
-    suggestions = _lr_find(learn, reporter, n_sweep)
-    seconds_per_batch = (time.monotonic() - sweep_started) / n_sweep
+    remaining = deadline - time.monotonic()
+    suggestions, n_swept, seconds = _lr_find(learn, reporter, n_sweep, time.monotonic() + remaining / 4,
+                                             start_lr=1e-6, end_lr=1e-1)
+    if n_swept < 2:   # the head used the budget: no time to measure, let alone fine-tune
+        history.append({'phase': 'fine-tuning', 'epochs': 0, 'skipped': 'the head used the whole budget: give '
+                        'more minutes to fine-tune the body'})
+        learn.model.load_state_dict(head_state)
+        return learn, history
+    seconds_per_batch = seconds / n_swept
     epoch_s = seconds_per_batch * (len(data.trn_dl) + len(data.val_dl) / 3)    # validation: forward only
     remaining = deadline - time.monotonic() - 2 * epoch_s / 3                     # keep time to evaluate and export
     n_epochs = int(min(max(remaining // max(epoch_s, 1e-6), 0), 100))
     if n_epochs < 1:
-        history.append({'phase': 'fine-tuning', 'epochs': 0, 'skipped': f'the budget left ({remaining:.0f} s) is '
-                        f'less than one epoch ({epoch_s:.0f} s)'})
+        history.append({'phase': 'fine-tuning', 'epochs': 0, 'skipped': f'the budget left ({max(remaining, 0):.0f} s) '
+                        f'is less than one epoch of the whole model ({epoch_s:.0f} s)'})
         learn.model.load_state_dict(head_state)
         return learn, history
-    lr_body = _pick_lr(suggestions, 1e-5, 1e-3, 1e-4)
+    lr_body = _pick_lr(suggestions, 1e-5, 1e-3, 1e-4) if n_swept >= n_sweep else lr / 100
     history.append(_fit(learn, reporter, 'fine-tuning', n_epochs, slice(lr_body / 10, lr_body),
                         deadline + 0.25 * epoch_s + 10))
     tuned_accuracy = _accuracy_now(learn)
-    history[-1]['accuracy'] = tuned_accuracy
+    history[-1].update(accuracy=tuned_accuracy, max_lr=lr_body, kept=tuned_accuracy >= head_accuracy)
     if tuned_accuracy < head_accuracy:  # never hand back a model worse than one the job already had
         learn.model.load_state_dict(head_state)
-        history[-1]['kept'] = False
         history[-1]['note'] = (f'fine-tuning ended at accuracy {tuned_accuracy:.4f}, below the head alone '
                                f'({head_accuracy:.4f}): the head-only weights are kept')
     return learn, history
