@@ -133,12 +133,14 @@ def main() -> None:
                 figures[f'uploaded_{tag}'] = len(report.created)
             quick = step('train quick (queued to iteration)', lambda: project.train(progress=False))
             figures['quick_accuracy'] = round(accuracy_of(quick), 4)
+            print(f'  quick: validation accuracy {figures["quick_accuracy"]} on {quick.n_valid} photos', flush=True)
             figures['quick_n_valid'] = quick.n_valid
             step('publish quick', lambda: quick.publish('insects'))
             queries = [p.read_bytes() for tag in ('ants', 'bees') for p in sorted((data / 'val' / tag).iterdir())[:16]]
             for n in (1, 8):
                 figures[f'load_{n}_clients'] = step(f'predict, {n} client(s)', lambda: load(
                     url, project.id, keys['Prediction'], queries, n, args.requests, args.seconds))
+                print(f'  {figures[f"load_{n}_clients"]}', flush=True)
             advanced = step(f'train advanced ({args.budget:g} min budget)',
                             lambda: project.train('advanced', budget_minutes=args.budget, progress=False))
             figures['advanced_accuracy'] = round(accuracy_of(advanced), 4)

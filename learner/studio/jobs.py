@@ -140,9 +140,11 @@ class Worker:
 
     def run(self, once: bool = False) -> int:
         """Run jobs until `stop()` (or, with `once`, until no job is queued); returns how many ran."""
-        n_run = 0
+        n_run, last_reap = 0, -math.inf
         while not self.stopping:
-            fail_stale_jobs(self.store, self.stale_s)
+            if time.monotonic() - last_reap > min(10.0, self.stale_s / 2):
+                fail_stale_jobs(self.store, self.stale_s)
+                last_reap = time.monotonic()
             job_id = claim_job(self.store, self.name)
             if job_id is None:
                 if once:

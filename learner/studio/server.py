@@ -37,6 +37,8 @@ from .store import Store, database_url, images, iterations, jobs, snapshot_image
 
 __all__ = ['Studio', 'run_studio']
 
+CACHE_KEEP_S = 30 * 24 * 3600
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -129,6 +131,10 @@ class Studio:
                 removed['exports'] += 1
         for path in self.dirs.work.iterdir():
             if path.name not in running and path.stat().st_mtime <= cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+        unused = time.time() - CACHE_KEEP_S   # feature caches built over a month ago: rebuilt if ever needed again
+        for path in self.dirs.cache.iterdir():
+            if path.is_dir() and path.stat().st_mtime < unused:
                 shutil.rmtree(path, ignore_errors=True)
         return removed
 

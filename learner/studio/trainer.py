@@ -54,6 +54,7 @@ class ReportProgress(Callback):
 
     def __init__(self, reporter: Reporter, deadline: Optional[float] = None, epochs: bool = True):
         self.reporter, self.deadline, self.hit_deadline, self.epochs = reporter, deadline, False, epochs
+        self.n_batches = 0   # training batches seen (over every fit it served)
 
     def before_fit(self) -> None:
         self._check()
@@ -61,6 +62,7 @@ class ReportProgress(Callback):
     def after_batch(self) -> None:
         learn = self.learn
         if learn.training:
+            self.n_batches += 1
             n_batches = max(len(learn.dl), 1) if hasattr(learn.dl, '__len__') else 1
             fraction = (learn.epoch + (learn.iter + 1) / n_batches) / max(learn.n_epochs, 1)
             loss = float(learn.loss) if learn.loss is not None else math.nan
@@ -132,13 +134,18 @@ def _pick_lr(suggestions, low: float, high: float, fallback: float) -> float:
 
 
 def _lr_find(learn: ConvLearner, reporter: Reporter, num_it: int, deadline: Optional[float] = None, **kwargs):
-    """lr_find, stopped early at `deadline`; (suggestions, batches swept, seconds)."""
+    """lr_find, stopped early at `deadline`; (suggestions or None when too few points, batches swept, seconds)."""
     callback = ReportProgress(reporter, deadline, epochs=False)
     started = time.monotonic()
-    suggestions = learn.lr_find(num_it=num_it, callbacks=[callback], **kwargs)
+    try:
+        suggestions = learn.lr_find(num_it=num_it, callbacks=[callback], **kwargs)
+    except ValueError:       # cut short before it had points enough to suggest (the learner is restored all the same)
+        if not callback.hit_deadline:
+            raise
+        suggestions = None
     if reporter.cancelled:
         raise JobCancelled()
-    return suggestions, len(learn.recorder.lr_find_lrs), time.monotonic() - started
+    return suggestions, callback.n_batches, time.monotonic() - started
 
 
 def _new_learner(data: DataBunch, backbone: str, cache_dir: Optional[Path]) -> ConvLearner:
@@ -180,7 +187,7 @@ def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes
     reporter.phase('computing features')
     learn.stage()
     reporter.phase('finding the learning rate (head)')
-    lr = float(options.get('lr') or _pick_lr(_lr_find(learn, reporter, 50)[0], 1e-3, 1e-1, QUICK_LR))
+    lr = float(options.get('lr') or _pick_lr(_lr_find(learn, reporter, 50)[0], 1e-3, 1e-1, QUICK_LR))  # no deadline
     head_epochs = int(options.get('epochs') or HEAD_EPOCHS_ADVANCED)
     history = [_fit(learn, reporter, 'training the head', head_epochs, lr, deadline)]
     head_accuracy, head_state = _accuracy_now(learn), copy.deepcopy(learn.model.state_dict())
@@ -208,7 +215,7 @@ def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes
                         f'is less than one epoch of the whole model ({epoch_s:.0f} s)'})
         learn.model.load_state_dict(head_state)
         return learn, history
-    lr_body = _pick_lr(suggestions, 1e-5, 1e-3, 1e-4) if n_swept >= n_sweep else lr / 100
+    lr_body = _pick_lr(suggestions, 1e-5, 1e-3, 1e-4) if suggestions and n_swept >= n_sweep else lr / 100
     history.append(_fit(learn, reporter, 'fine-tuning', n_epochs, slice(lr_body / 10, lr_body),
                         deadline + 0.25 * epoch_s + 10))
     tuned_accuracy = _accuracy_now(learn)
