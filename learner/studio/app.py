@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..serve.app import BodyLimit, read_images
+from ..serve.batcher import QueueFull
 from . import catalog, iterations, predictions, queue
 from .errors import StudioError, Unauthorized
 from .ingest import Ingestor
@@ -276,13 +277,13 @@ def create_app(studio: Any) -> FastAPI:
     async def _classify(request: Request, iteration: dict) -> tuple:
         service = await studio.models.get(iteration)
         (name, data), = await read_images(request, 1)
-        arrays = await run_in_threadpool(service.decode_all, [(name, data)])
+        # the prediction service's own decoding: its threads, its pixel limits, the model's input size
+        prepared = await asyncio.get_running_loop().run_in_executor(service.decoder, service.decode_all,
+                                                                    [(name, data)])
         try:
-            probs = (await service.batcher.predict(arrays))[0]
-        except Exception as err:  # QueueFull: the service's 503
-            if type(err).__name__ == 'QueueFull':
-                raise HTTPException(503, str(err), headers={'Retry-After': '1'}) from err
-            raise
+            probs = (await service.batcher.predict(prepared))[0]
+        except QueueFull as err:
+            raise HTTPException(503, str(err), headers={'Retry-After': '1'}) from err
         return name, data, probs
 
     @app.post('/projects/{project_id}/predict', dependencies=[Depends(prediction_key)])

@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..data.duplicates import near_matches, pixel_signature
 from ..data.images import ImageError
-from ..serve.decode import decode_image_bytes
+from ..serve.decode import DEFAULT_MAX_PIXELS, decode_image_bytes, decoded_pixels
 from .blobs import BlobStore, sha256_hex
 from .catalog import get_project, image_tag_names, resolve_tags
 from .store import Store, image_tags, images
@@ -41,14 +41,14 @@ class UploadLimits:
     Args:
         max_upload_bytes: the largest request body (default 200 MB: many photos at once); larger ones get 413.
         max_files: the most files in one request (default 256).
-        max_image_pixels: refuse an image over this many pixels as a possible decompression bomb (default 50 M, a
-            large phone photo's size).
+        max_image_pixels: refuse an image that would decode to more pixels than this as a possible decompression
+            bomb (default: the prediction service's, 64 M; JPEGs count after their reduced-scale decoding).
         max_request_pixels: the most pixels all images of one request may decode to (default 1,000 M); files past it
-            are refused with the reason (send them in another request).
+            are refused with the reason (send them in another request): the good ones before them are kept.
     """
     max_upload_bytes: int = 200 * MB
     max_files: int = 256
-    max_image_pixels: int = 50_000_000
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_request_pixels: int = 1_000_000_000
 
 
@@ -138,17 +138,19 @@ class Ingestor:
                 'near_duplicates': near_report}
 
     def _check(self, name: str, data: bytes) -> tuple:
-        """(width, height) of an image that decodes within the limits; ImageError otherwise."""
-        limits = self.limits
-        decode_image_bytes(data, name, target_size=self.project['size'], max_pixels=limits.max_image_pixels)
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-        if self.pixels_used + width * height > limits.max_request_pixels:
+        """(width, height) of an image that decodes within the limits; ImageError otherwise. What it will cost is
+        read from its header first (`decoded_pixels`, as the prediction service does), so an image that would take
+        the request over its pixel budget is refused before a pixel is decoded."""
+        limits, size = self.limits, self.project['size']
+        cost = decoded_pixels(data, name, size, limits.max_image_pixels)
+        if self.pixels_used + cost > limits.max_request_pixels:
             raise ImageError(f'{name}: this request already decoded {self.pixels_used} pixels and this image adds '
-                             f'{width * height}, over the {limits.max_request_pixels} allowed per request; '
+                             f'{cost}, over the {limits.max_request_pixels} allowed per request; '
                              f'send it in another request')
-        self.pixels_used += width * height
-        return width, height
+        self.pixels_used += cost
+        decode_image_bytes(data, name, target_size=size, max_pixels=limits.max_image_pixels)  # truncated, corrupt
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
 
     def _same_bytes(self, sha: str) -> Optional[dict]:
         with self.store.write() as conn:

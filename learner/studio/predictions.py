@@ -73,11 +73,11 @@ class PublishedModels:
     async def _evict(self) -> None:
         while len(self._services) > self.max_models:
             _, service = self._services.popitem(last=False)
-            await service.batcher.aclose()
+            await service.aclose()
 
     async def aclose(self) -> None:
         for service in self._services.values():
-            await service.batcher.aclose()
+            await service.aclose()
         self._services.clear()
 
 

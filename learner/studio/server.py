@@ -79,7 +79,8 @@ class Studio:
         self.blobs = BlobStore(self.dirs.blobs_dir)
         self.limits = limits or UploadLimits()
         self.serve_config = serve_config or ServeConfig(max_upload_bytes=self.limits.max_upload_bytes,
-                                                        max_pixels=self.limits.max_image_pixels)
+                                                        max_pixels=self.limits.max_image_pixels,
+                                                        decode_threads=2)
         self.orphan_grace_s = orphan_grace_s if orphan_grace_s is not None else (0.0 if self.store.is_sqlite else 600.0)
         self.models = PublishedModels(self.dirs.exports, self.serve_config)
         self.new_keys: Optional[Dict[str, str]] = None
