@@ -2,10 +2,11 @@
 
 quick     the head on precomputed features of the frozen pretrained body (`ConvLearner.pretrained(...,
           precompute=True)` and 1cycle): seconds to a few minutes.
-advanced  a time budget: lr_find and 1cycle for the head on precomputed features, then lr_find on the unfrozen
-          model (which also times a batch) and as many 1cycle epochs with differential learning rates as the budget
-          holds. The fine-tuned model is kept only when it is at least as accurate on the validation images as the
-          head alone was; a hard stop at the budget ends a fit that runs over.
+advanced  a time budget: 1cycle for the head on precomputed features (always: seconds), then lr_find on the
+          unfrozen model (which also times a batch; at most a quarter of the budget left) and as many 1cycle epochs
+          with differential learning rates as the rest of the budget holds. The fine-tuned model is kept only when it
+          is at least as accurate on the validation images as the head alone was; a hard stop at the budget ends a
+          fit that runs over.
 
 A `Reporter` (see jobs.py) hears every phase, batch and epoch, and its `cancelled` flag stops training within a
 batch (`CancelFit`): the recipe then raises `JobCancelled`.
@@ -186,10 +187,11 @@ def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes
     learn = _new_learner(data, backbone, cache_dir)
     reporter.phase('computing features')
     learn.stage()
-    reporter.phase('finding the learning rate (head)')
-    lr = float(options.get('lr') or _pick_lr(_lr_find(learn, reporter, 50)[0], 1e-3, 1e-1, QUICK_LR))  # no deadline
+    # the head first, always (seconds on cached features), at the lr that suits a new head on a pretrained body;
+    # the budget decides how long the whole model is fine-tuned after it
+    lr = float(options.get('lr') or QUICK_LR)
     head_epochs = int(options.get('epochs') or HEAD_EPOCHS_ADVANCED)
-    history = [_fit(learn, reporter, 'training the head', head_epochs, lr, deadline)]
+    history = [_fit(learn, reporter, 'training the head', head_epochs, lr)]
     head_accuracy, head_state = _accuracy_now(learn), copy.deepcopy(learn.model.state_dict())
     history[-1]['accuracy'] = head_accuracy
     learn.precompute = False
