@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .inference import collect_outputs, image_pixels, to_predictions, to_probabilities
-from .interpret import DEFAULT_THRESHOLD, threshold_curve, validation_report
+from .reports import DEFAULT_THRESHOLD, threshold_curve, validation_report
 from .persistence import atomic_torch_save, safe_torch_load
 from .models.backbones import create_body, get_backbone, num_features
 from .models.heads import create_head

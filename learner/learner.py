@@ -79,7 +79,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         wd: decoupled weight decay (per step `w -= lr * wd * w`), skipping biases and BN unless `decay_bn_bias`.
         wds: per layer group weight decays (float, list or slice); overrides `wd`.
         clip: max gradient norm (after unscaling), or None.
-        precision: 'fp32', 'bf16' (autocast) or 'fp16' (autocast + GradScaler); on CPU always fp32.
+        mixed_precision: 'fp32', 'bf16' (autocast) or 'fp16' (autocast + GradScaler); on CPU always fp32.
+            (`precision=` is its old name, kept with a DeprecationWarning: `precision` is also a metric.)
         cbs: callbacks used in every fit.
         layer_groups: list of modules; default the model's children (or `[model]`).
         path: root folder for `models/`; default `data.path`.
@@ -100,16 +101,20 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
 
     def __init__(self, data: Any, model: nn.Module, opt_fn: Optional[Callable] = None,
                  loss_func: Optional[Callable] = None, metrics: Optional[Sequence[Callable]] = None, wd: float = 0.0,
-                 wds: Any = None, clip: Optional[float] = None, precision: str = 'fp32',
+                 wds: Any = None, clip: Optional[float] = None, mixed_precision: str = 'fp32',
                  cbs: Optional[Sequence[Callback]] = None, layer_groups: Optional[Sequence[nn.Module]] = None,
                  path: Union[str, Path, None] = None, model_dir: str = 'models', progress: bool = True,
                  train_bn: bool = False, on_nan: str = 'raise', decay_bn_bias: bool = False, sync_bn: bool = False,
-                 crit: Optional[Callable] = None):
+                 crit: Optional[Callable] = None, precision: Optional[str] = None):
         if not isinstance(model, nn.Module) and callable(getattr(model, 'get_layer_groups', None)):
             layer_groups = model.get_layer_groups() if layer_groups is None else layer_groups  # 0.7's BasicModel
             model = model.model
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
+        if precision is not None:
+            warnings.warn("Learner(precision=...) is now mixed_precision=... (precision is a metric's name); "
+                          "the old name will go", DeprecationWarning, stacklevel=2)
+            mixed_precision = precision
+        if mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {list(_PRECISIONS)}, got {mixed_precision!r}")
         if on_nan not in ('raise', 'stop', 'ignore'):
             raise ValueError(f"on_nan must be 'raise', 'stop' or 'ignore', got {on_nan!r}")
         self.data = data
@@ -121,7 +126,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.loss_func = loss_func or crit or default_loss(task_kind(data))
         self.metrics = list(metrics or [])
         self.clip, self.train_bn, self.on_nan, self.decay_bn_bias = clip, train_bn, on_nan, decay_bn_bias
-        self.precision, self.progress, self.cbs, self.sync_bn = precision, progress, list(cbs or []), sync_bn
+        self.mixed_precision, self.progress, self.cbs, self.sync_bn = mixed_precision, progress, list(cbs or []), sync_bn
         self.path, self.model_dir = Path(path) if path is not None else output_folder(getattr(data, 'path', '.')), model_dir
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
@@ -136,8 +141,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.training, self.loss, self.log, self.dl = False, None, {}, None
         self._runner, self._stop_requested = CallbackRunner(), False
         on_gpu = self.device.type == 'cuda'
-        self.amp_dtype = _PRECISIONS[precision] if on_gpu else None
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=on_gpu and precision == 'fp16')
+        self.amp_dtype = _PRECISIONS[mixed_precision] if on_gpu else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=on_gpu and mixed_precision == 'fp16')
 
     @classmethod
     def from_model_data(cls, model: nn.Module, data: Any, **kwargs: Any) -> 'Learner':
