@@ -12,7 +12,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..interpret import DEFAULT_THRESHOLD, validation_report
+from ..reports import DEFAULT_THRESHOLD, validation_report
 from ..serve.info import threshold_table
 from .errors import Invalid, NotFound
 from .queue import finish_job, snapshot
