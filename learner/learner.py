@@ -221,7 +221,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                     for self.epoch in range(self.start_epoch, self.n_epochs):
                         self._do_epoch()
                 except CancelFit:
-                    pass
+                    self._runner('after_cancel_fit')
                 except KeyboardInterrupt:
                     print(f'fit interrupted at epoch {self.epoch}, batch {getattr(self, "iter", 0)}: '
                           'the model, optimizer and recorder hold what was done so far')
@@ -298,6 +298,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                 decay_weights(self.opt)
         except CancelBatch:  # the batch is skipped: it counts in neither the epoch's loss nor the recorder
             self._loss_grad, self.loss = None, None
+            self._runner('after_cancel_batch')
         self.opt.zero_grad(set_to_none=True)
         self._runner('after_batch')
 
@@ -336,10 +337,11 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                             outs.append(self.pred.float())
                             targs.append(self.yb)
                     except CancelBatch:
-                        pass
+                        self._runner('after_cancel_batch')
                     self._runner('after_batch')
         except CancelValidate:
             count = 0
+            self._runner('after_cancel_validate')
         self._runner('after_validate')
         if self.distributed:  # every process's sums and rows: loss and metrics of the whole set
             total, count, outs, targs = self.distributed.merge_validation(total, count, outs, targs, bool(self.metrics))
