@@ -3,9 +3,11 @@
 `from learner import *` gives exactly the names in `__all__` below: the data pipeline, the learners, callbacks,
 metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...), the posts'
 networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's course notebooks: the
-modules `np`, `os`, `torch`, `nn`, `F`, `optim`, `plt`, `PIL`, `Image`, `Path`, `glob`, `partial` (and `pd` when
-pandas is installed) and the helpers `to_np`, `V`, `T`, `VV`, `plots`, `plots_from_files`, `plots_raw`,
-`plot_confusion_matrix`, `load_img_id`. Everything else lives in the submodules.
+names `np`, `os`, `torch`, `nn`, `F`, `optim` (torch.optim), `plt`, `PIL`, `Image`, `Path`, `glob` (the function, as
+0.7's `from glob import glob`), `partial`, `Variable`, `metrics` (scikit-learn's, imported on first use), `pd` when
+pandas is installed and `FileLink` when IPython is, and the helpers `to_np`, `V`, `T`, `VV`, `children`,
+`num_cpus`, `plots`, `plots_from_files`, `plots_raw`, `plot_confusion_matrix`, `load_img_id`, ... (the full list,
+with what differs from 0.7, is docs/fastai07_coverage.md). Everything else lives in the submodules.
 
 How the Learner is put together (one way, everywhere): `learner.py` holds the configuration, the fit entry points
 and the training loop. Every other Learner method belongs to one job, and each job is a mixin class whose methods
@@ -24,10 +26,10 @@ Example:
     >>> learn.fit(1e-2, 3, cycle_len=1)
 """
 
-import glob
 import importlib.util as _importlib_util
 import os
 from functools import partial
+from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,8 @@ import PIL
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn, optim
+from torch import nn
+from torch.autograd import Variable
 
 from .data import (
     open_image,
@@ -228,6 +231,13 @@ from .course import (
     T,
     V,
     VV,
+    to_gpu,
+    children,
+    num_cpus,
+    SGD_Momentum,
+    save_model,
+    load_model,
+    LazyModule,
     plots,
     plots_from_files,
     plots_raw,
@@ -252,6 +262,17 @@ from .distributed import (
 from .launch import (
     launch,
 )
+from .freeze import (
+    set_trainable,
+    apply_leaf,
+)
+
+# Bound after the submodule imports on purpose: importing `learner.optim` (and `learner.metrics`) sets the package
+# attribute of that name to the submodule, and the star import reads package attributes. Course code means what
+# fastai 0.7's star import gave: torch's optimizers (`optim.Adam`) and scikit-learn's metrics (`metrics.log_loss`).
+# Our submodules stay importable by their full names (`from learner.optim import ...`).
+optim = torch.optim
+metrics = LazyModule('sklearn.metrics', 'scikit-learn')
 
 __version__ = '0.1.0'
 
@@ -301,8 +322,9 @@ __all__ = [
     'ClassificationInterpretation', 'find_duplicates', 'DuplicateReport', 'DuplicateWarning',
     # course: fastai 0.7's helpers and the modules its star import gave
     'to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
-    'BasicModel', 'SingleModel',
-    'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial',
+    'BasicModel', 'SingleModel', 'to_gpu', 'children', 'num_cpus', 'SGD_Momentum', 'save_model', 'load_model',
+    'set_trainable', 'apply_leaf',
+    'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial', 'Variable', 'metrics',
     # export
     'load_learner', 'InferenceLearner',
     # persistence
@@ -311,19 +333,25 @@ __all__ = [
     'default_device', 'is_main_process', 'launch',
 ]
 
-COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'glob') + (
+COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'metrics') + (
     ('pd',) if _importlib_util.find_spec('pandas') is not None else ())
 if 'pd' in COURSE_MODULES:
     __all__.append('pd')
+HAS_IPYTHON = _importlib_util.find_spec('IPython') is not None
+if HAS_IPYTHON:
+    __all__.append('FileLink')   # fastai 0.7's star import re-exported IPython's (a link to a file in a notebook)
 
 
 def __getattr__(name: str):
-    """`plt` and `pd` are imported on first use (pyplot and pandas take a while to import and are not always
-    needed); `from learner import *` asks for them, so course code gets them."""
+    """`plt`, `pd` and `FileLink` are imported on first use (pyplot, pandas and IPython take a while to import and
+    are not always needed); `from learner import *` asks for them, so course code gets them."""
     if name == 'plt':
         import matplotlib.pyplot as plt
         return plt
     if name == 'pd' and 'pd' in COURSE_MODULES:
         import pandas as pd
         return pd
+    if name == 'FileLink' and HAS_IPYTHON:
+        from IPython.display import FileLink
+        return FileLink
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

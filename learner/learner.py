@@ -28,7 +28,7 @@ from .callbacks.recorder import Recorder
 from .callbacks.schedule import OneCycle, fit_schedule, sgdr_cycle_starts
 from .callbacks.tracking import CycleSnapshot, SaveBest
 from .core import Stage, default_device, output_folder, stop_at_batch_end
-from .freeze import FreezeMixin, apply_train_mode
+from .freeze import FreezeMixin, apply_train_mode, mark_trainable
 from .inference import default_loss, task_kind, to_predictions
 from .optim import OptimizerMixin, decay_weights, per_group_values
 from .persistence import PersistenceMixin
@@ -109,6 +109,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
         self.n_frozen, self.bn_frozen = 0, False
+        mark_trainable(self._layer_groups, self.n_frozen)  # fastai 0.7's `module.trainable` flags
         self.opt: Optional[torch.optim.Optimizer] = None
         self.recorder = Recorder()
         self.precomputed = None   # a PrecomputedFeatures while precompute is on (ConvLearner)
@@ -126,6 +127,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
     def from_model_data(cls, model: nn.Module, data: Any, **kwargs: Any) -> 'Learner':
         """A learner for a user model (unfrozen; its children are the layer groups). fastai 0.7's entry point."""
         return cls(data, model, **kwargs)
+
+    @staticmethod
+    def pretrained_convnet(f: Any, data: Any, **kwargs: Any) -> 'Learner':
+        """Early fastai 0.7's name of `ConvLearner.pretrained` (the course's planet scripts call it)."""
+        from .conv_learner import ConvLearner  # conv_learner builds on this module
+        return ConvLearner.pretrained(f, data, **kwargs)
 
     # ----------------------------------------------------------------------------- what the loop runs
     def stage(self) -> Stage:

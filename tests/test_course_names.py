@@ -1,0 +1,119 @@
+"""What `from learner import *` gives course code, by value: the names fastai 0.7's star import gave (each is what
+0.7 meant, not only present), `children`, `num_cpus`, the `trainable` flags `freeze_to` sets, `set_trainable`,
+`save_model`/`load_model`, and the early-0.7 `Learner.pretrained_convnet`. Written from the CAM, darknet and
+dog-breeds notebooks' own calls."""
+from __future__ import annotations
+
+import functools
+import glob as glob_module
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import learner
+from conftest import vector_learner
+
+NS: dict = {}
+exec('from learner import *', NS)
+
+
+def test_each_course_module_and_function_is_what_0_7_gave():
+    import matplotlib.pyplot
+    import PIL
+    expected = {'np': np, 'os': os, 'torch': torch, 'nn': torch.nn, 'F': torch.nn.functional,
+                'optim': torch.optim, 'plt': matplotlib.pyplot, 'PIL': PIL, 'Image': Image, 'Path': pathlib.Path,
+                'glob': glob_module.glob, 'partial': functools.partial, 'Variable': torch.autograd.Variable}
+    for name, value in expected.items():
+        assert NS[name] is value, f'{name} is {NS[name]!r}, expected {value!r}'
+    # the notebooks' own uses of the two names that were wrong
+    assert NS['optim'].Adam is torch.optim.Adam and NS['optim'].SGD is torch.optim.SGD
+    assert NS['glob'](os.path.join(os.path.dirname(learner.__file__), '*.py'))   # glob(f'{path}/*.*') -> a list
+
+
+def test_metrics_is_scikit_learns_as_in_0_7_and_our_modules_keep_their_full_names():
+    y, probs = np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    expected = -np.mean(np.log([0.8, 0.7, 0.6]))
+    assert NS['metrics'].log_loss(y, probs) == pytest.approx(expected)      # lesson7-cifar10's metrics.log_loss
+    from learner.metrics import accuracy
+    from learner.optim import build_optimizer
+    assert accuracy(probs, y) == 1.0 and callable(build_optimizer)
+
+
+def test_file_link_is_ipythons(tmp_path):
+    pytest.importorskip('IPython')
+    from IPython.display import FileLink
+    assert NS['FileLink'] is FileLink
+    (tmp_path / 'subm.gz').write_bytes(b'x')
+    assert 'subm.gz' in repr(NS['FileLink'](str(tmp_path / 'subm.gz')))
+
+
+def test_children_and_num_cpus():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    kids = NS['children'](model)
+    assert isinstance(kids, list) and kids[0] is model[0] and len(kids) == 3
+    layers = [torch.nn.ReLU()]
+    assert NS['children'](layers) is layers
+    # the CAM notebook: keep the body, add a new end
+    cam = torch.nn.Sequential(*NS['children'](model)[:-1], torch.nn.AdaptiveAvgPool2d(1), NS['Flatten']())
+    assert cam(torch.zeros(2, 3, 8, 8)).shape == (2, 4)
+    n = NS['num_cpus']()
+    assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or n)
+
+
+def test_freeze_to_sets_the_trainable_flag_cam_reads(tmp_path):
+    learn = vector_learner(tmp_path)            # layer groups: Linear, ReLU, Linear
+    model = learn.model
+    assert all(m.trainable for m in model)      # a from_model_data learner starts unfrozen
+    learn.freeze_to(-1)                         # the CAM notebook: learn.freeze_to(-4); m[-4].trainable
+    assert [m.trainable for m in model] == [False, False, True]
+    assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+    learn.unfreeze()
+    assert all(m.trainable for m in model) and model[0].weight.requires_grad
+
+
+def test_set_trainable_by_hand(tmp_path):
+    block = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    NS['set_trainable'](block, False)
+    assert not any(p.requires_grad for p in block.parameters())
+    assert all(m.trainable is False for m in block.modules())
+    NS['set_trainable'](block[1], True)
+    assert block[1][0].weight.requires_grad and block[1][0].trainable and not block[0].weight.requires_grad
+    seen = []
+    NS['apply_leaf'](block, lambda m: seen.append(type(m).__name__))
+    assert seen == ['Sequential', 'Linear', 'Sequential', 'Linear']
+
+
+class _Arbitrary:
+    """An object a weights-only load must refuse."""
+
+
+def test_save_model_and_load_model_round_trip_safely(tmp_path):
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    NS['save_model'](a, tmp_path / 'm.h5')
+    NS['load_model'](b, tmp_path / 'm.h5')
+    assert torch.equal(a.weight, b.weight)
+    torch.save({'weight': torch.zeros(2, 3), 'bias': torch.zeros(2), 'extra': _Arbitrary()}, tmp_path / 'bad.h5')
+    with pytest.raises(NS['UnsafeCheckpointError']):
+        NS['load_model'](b, tmp_path / 'bad.h5')
+
+
+def test_sgd_momentum_builds_sgd_with_that_momentum(tmp_path):
+    learn = vector_learner(tmp_path, opt_fn=NS['SGD_Momentum'](0.8))
+    learn.fit(0.01, 1)
+    assert isinstance(learn.opt, torch.optim.SGD) and learn.opt.param_groups[0]['momentum'] == pytest.approx(0.8)
+
+
+def test_pretrained_convnet_is_the_early_name_of_pretrained(tmp_path):
+    data = NS['ImageClassifierData'].from_arrays(
+        str(tmp_path), (np.zeros((8, 16, 16, 3), np.uint8), np.arange(8) % 2),
+        (np.zeros((4, 16, 16, 3), np.uint8), np.arange(4) % 2), bs=4,
+        tfms=NS['tfms_from_model'](NS['resnet18'], 16), num_workers=0)
+    learn = NS['Learner'].pretrained_convnet(NS['resnet18'], data, pretrained=False, metrics=[NS['accuracy']],
+                                             progress=False)
+    assert isinstance(learn, NS['ConvLearner']) and learn.n_frozen == len(learn.layer_groups) - 1
+    assert learn.metrics == [NS['accuracy']]
