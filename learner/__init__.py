@@ -102,6 +102,11 @@ from .callbacks.schedule import (
     sched_cos,
     sched_exp,
     sched_no,
+    sched_poly,
+)
+from .callbacks.phases import (
+    DecayType,
+    TrainingPhase,
 )
 from .callbacks.tracking import (
     SaveBest,
@@ -292,8 +297,8 @@ __all__ = [
     'ConvLearner',
     # callbacks.base
     'Callback', 'CancelFit', 'CancelValidate', 'CancelBatch',
-    # callbacks.schedule
-    'sched_lin', 'sched_cos', 'sched_exp', 'sched_no',
+    # callbacks.schedule, callbacks.phases
+    'sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'sched_poly', 'DecayType', 'TrainingPhase',
     # callbacks.tracking
     'SaveBest', 'EarlyStopping', 'CycleSnapshot', 'SaveEvery', 'CheckpointMismatchError',
     # callbacks.recorder

@@ -23,10 +23,13 @@ from . import distributed
 from .callbacks.base import CallbackRunner, CancelBatch, CancelFit, CancelValidate, Callback
 from .callbacks.checkpoint import checkpoint_callbacks
 from .callbacks.lr_finder import LRFindMixin
+from .callbacks.phases import PhasesMixin
 from .callbacks.progress import ProgressCallback, ProgressMixin
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import OneCycle, fit_schedule, sgdr_cycle_starts
+from .callbacks.swa import swa_callbacks
 from .callbacks.tracking import CycleSnapshot, SaveBest
+from .callbacks.weight_decay import weight_decay_callbacks
 from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode, mark_trainable
 from .inference import default_loss, task_kind, to_predictions
@@ -44,7 +47,7 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite (the message names the epoch and the batch)."""
 
 
-class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, PersistenceMixin, SummaryMixin,
+class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionMixin, PersistenceMixin, SummaryMixin,
               ProgressMixin):
     """Trains `model` on `data` with per-layer-group learning rates.
 
@@ -145,12 +148,15 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
 
     def set_data(self, data: Any) -> None:
         """Swap in another DataBunch (progressive resizing); freeze state and precompute are kept (the cache follows
-        the new data)."""
+        the new data). During a fit (a phase schedule switching data) the loop reads the new loaders from the next
+        epoch on."""
         self.data = data
         if hasattr(data, 'to'):
             data.to(self.device)
         if self.precomputed is not None:
             self.precomputed.data = data
+        if self.fit_stage is not None:
+            self.fit_stage = self.distributed.wrap(self.stage(), self.sync_bn) if self.distributed else self.stage()
 
     @property
     def crit(self) -> Callable:
@@ -330,7 +336,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             cycle_save_name: Optional[str] = None, best_save_name: Optional[str] = None,
             use_clr: Optional[Tuple[float, float]] = None, use_clr_beta: Optional[Tuple[float, ...]] = None,
             metrics: Optional[Sequence[Callable]] = None, callbacks: Optional[Sequence[Callback]] = None,
-            checkpoint_every: Optional[int] = None, resume: bool = False) -> List[float]:
+            checkpoint_every: Optional[int] = None, resume: bool = False, use_wd_sched: bool = False,
+            norm_wds: bool = False, wds_sched_mult: Optional[Callable] = None, use_swa: bool = False,
+            swa_start: int = 1, swa_eval_freq: int = 5) -> List[float]:
         """fastai 0.7's fit: `n_cycle` cycles; without `cycle_len` that is n_cycle epochs at a constant lr.
 
         Args:
@@ -349,6 +357,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             callbacks: extra callbacks for this fit only.
             checkpoint_every: write a resumable checkpoint `models/checkpoint.pth` every this many epochs (SaveEvery).
             resume: continue from that checkpoint after its epoch (same arguments required; `callbacks.checkpoint`).
+            use_wd_sched, norm_wds, wds_sched_mult: fastai 0.7's AdamW/SGDW weight decay schedule
+                (`callbacks.weight_decay`): `wds` normalized per cycle and/or multiplied by `wds_sched_mult(sched)`.
+            use_swa, swa_start, swa_eval_freq: stochastic weight averaging into `learn.swa_model` (`callbacks.swa`).
 
         Returns:
             `[valid_loss, *metrics]` of the last epoch (empty when no epoch finished).
@@ -367,6 +378,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         if best_save_name:
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
         extra += checkpoint_callbacks(checkpoint_every, resume)
+        extra += weight_decay_callbacks(use_wd_sched, base, cycle_len, cycle_mult, n_cycle, norm_wds, wds_sched_mult)
+        extra += swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
         return self._fit(int(round(starts[-1])), extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
