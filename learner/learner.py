@@ -33,14 +33,31 @@ from .callbacks.weight_decay import weight_decay_callbacks
 from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode, mark_trainable
 from .inference import default_loss, task_kind, to_predictions
-from .optim import OptimizerMixin, decay_weights, per_group_values
+from .metrics import metric_name
+from .optim import OptimizerMixin, decay_weights, hyper_state, per_group_values, set_hyper_state
 from .persistence import PersistenceMixin
 from .prediction import PredictionMixin
 from .summary import SummaryMixin
 
-__all__ = ['Learner', 'NonFiniteLossError']
+__all__ = ['Learner', 'NonFiniteLossError', 'fit_length']
 
 _PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def fit_length(n_epochs: float, n_batches: int) -> Tuple[int, int]:
+    """(training batches, epochs begun) of a fit of `n_epochs` (possibly fractional) epochs of `n_batches` each.
+
+    Raises:
+        ValueError: a negative length, or a fractional one so short it holds no batch at all.
+    """
+    if not n_epochs >= 0:
+        raise ValueError(f'the fit would last {n_epochs} epochs: give a positive number of epochs')
+    n_batches = max(int(n_batches), 1)
+    n_iter = int(round(n_epochs * n_batches))
+    if n_epochs > 0 and n_iter == 0:
+        raise ValueError(f'{n_epochs:g} epochs of {n_batches} batches is not a single batch: lengthen the fit '
+                         f'(e.g. cycle_len >= {1 / n_batches:.2g}) or use smaller batches')
+    return n_iter, -(-n_iter // n_batches)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -174,7 +191,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
 
     @property
     def metric_names(self) -> List[str]:
-        return [getattr(m, '__name__', type(m).__name__) for m in self.metrics]
+        return [metric_name(m) for m in self.metrics]
 
     @property
     def callbacks(self) -> List[Callback]:
@@ -187,23 +204,31 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         show = self.progress and distributed.is_main_process()  # under torchrun only process 0 prints
         return self._run(n_epochs, [self.recorder, *self.cbs, *cbs, *([ProgressCallback()] if show else [])])
 
-    def _run(self, n_epochs: int, cbs: Sequence[Callback], stage: Optional[Stage] = None) -> List[float]:
+    def _run(self, n_epochs: float, cbs: Sequence[Callback], stage: Optional[Stage] = None) -> List[float]:
         """Run `n_epochs` epochs with exactly these callbacks (on `stage`, default `stage()`); returns
-        `[valid_loss, *metrics]` of the last epoch."""
+        `[valid_loss, *metrics]` of the last epoch.
+
+        `n_epochs` may be fractional (SGDR with `cycle_len=0.5`): the fit then runs `round(n_epochs * batches per
+        epoch)` training batches, the last epoch stopping part-way and validating there. The optimizer's
+        hyper-parameters (lr, momentum, betas, wd) are put back as they were when the fit ends, however it ends, so
+        a schedule never leaks into the next fit.
+        """
         if self.opt is None:
             self.create_opt()
         self.fit_stage = stage or self.stage()   # builds the precompute cache, if any, before the first bar
         if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
             self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
+        self.n_iter, n_whole = fit_length(n_epochs, len(self.fit_stage.train))
         self._stop_requested = False
         self._runner = CallbackRunner(cbs, self)
-        self.n_epochs, self.epoch, self.train_iter, self.log = n_epochs, 0, 0, {}
+        self.n_epochs, self.epoch, self.train_iter, self.log = n_whole, 0, 0, {}
         self.start_epoch = 0  # ResumeFromCheckpoint moves it (and train_iter) at before_fit
+        opt, hypers = self.opt, hyper_state(self.opt)
         try:
             with stop_at_batch_end(self._request_stop):
                 try:
                     self._runner('before_fit')
-                    for self.epoch in range(self.start_epoch, n_epochs):
+                    for self.epoch in range(self.start_epoch, self.n_epochs):
                         self._do_epoch()
                 except CancelFit:
                     pass
@@ -216,6 +241,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
                     self._runner('after_fit')
         finally:
             self._runner, self.dl, self.fit_stage = CallbackRunner(), None, None
+            if self.opt is opt:  # (an optimizer replaced during the fit keeps what it was given)
+                set_hyper_state(opt, hypers)
         return [self.log['valid_loss'], *[self.log[n] for n in self.metric_names]] if self.log else []
 
     def _request_stop(self) -> None:
@@ -240,6 +267,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         losses: list = []
         check_every = 1 if self.device.type == 'cpu' else 25  # a NaN check is a device sync: amortise it on GPU
         for self.iter, (self.xb, self.yb) in enumerate(self.dl):
+            if self.train_iter >= self.n_iter:  # a fractional fit ends part-way through its last epoch
+                break
             self._train_batch(model)
             if self.loss is not None:
                 losses.append(self.loss)
@@ -277,8 +306,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
             self.scaler.update()
             if scale is None or self.scaler.get_scale() >= scale:  # a step fp16 skipped (inf grads) must not decay
                 decay_weights(self.opt)
-        except CancelBatch:
-            self._loss_grad = None
+        except CancelBatch:  # the batch is skipped: it counts in neither the epoch's loss nor the recorder
+            self._loss_grad, self.loss = None, None
         self.opt.zero_grad(set_to_none=True)
         self._runner('after_batch')
 
@@ -380,7 +409,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         extra += checkpoint_callbacks(checkpoint_every, resume)
         extra += weight_decay_callbacks(use_wd_sched, base, cycle_len, cycle_mult, n_cycle, norm_wds, wds_sched_mult)
         extra += swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
-        return self._fit(int(round(starts[-1])), extra + list(callbacks or []))
+        return self._fit(starts[-1], extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
                       div_factor: float = 25., pct_start: float = 0.3, final_div: Optional[float] = None,

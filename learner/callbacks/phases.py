@@ -12,7 +12,7 @@ and the next epoch reads the new data. `plan_phases` computes this plan up front
 epochs.
 
 What the schedule changes it puts back after the fit: the learner's optimizer (a phase may switch to another
-optimizer class), its hyper-parameters, and the data.
+optimizer class; the fit puts its hyper-parameters back) and the data.
 """
 from __future__ import annotations
 
@@ -264,9 +264,9 @@ class PhaseSchedule(_PerBatchSchedule):
         if len(self.plan.epochs) != learn.n_epochs:
             raise RuntimeError(f'the phases need {len(self.plan.epochs)} epochs but the fit runs {learn.n_epochs}: '
                                'start phased fits with learn.fit_opt_sched')
+        learn.n_iter = self.plan.ends[-1]  # the fit's length is the plan's (epochs of different data, part-epochs)
         self.base_lrs = np.ones(len(learn.layer_groups))  # _at gives the lrs themselves
-        self.own_opt = learn.opt
-        self.own_hypers = [{k: v for k, v in g.items() if k != 'params'} for g in learn.opt.param_groups]
+        self.own_opt = learn.opt  # its hyper-parameters the fit puts back itself (`Learner._run`)
         self.current, self.best, self.avg_loss, self.n_losses = None, math.inf, 0.0, 0
         self._apply(learn.train_iter)
 
@@ -292,10 +292,7 @@ class PhaseSchedule(_PerBatchSchedule):
             self._check_divergence(float(learn.loss))
 
     def after_fit(self) -> None:
-        learn = self.learn
-        learn.opt = self.own_opt
-        for group, hypers in zip(learn.opt.param_groups, self.own_hypers):
-            group.update(hypers)
+        self.learn.opt = self.own_opt  # a phase may have switched to another optimizer class
 
     # ------------------------------------------------------------------------------------------- helpers
     def _check_divergence(self, loss: float) -> None:

@@ -17,7 +17,7 @@ from .images import BadImageWarning
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
 from .resize_files import resize_files, resized_root
 from .sources import (check_labels_seen_in_training, drop_bad, folder_source, parse_labels, read_label_csv,
-                      refuse_bad_headers, test_folder_files)
+                      refuse_bad_headers, require_two_classes, test_folder_files)
 
 __all__ = ['DataBunch', 'ImageClassifierData']
 
@@ -230,6 +230,9 @@ class DataBunch:
     def from_datasets(cls, path, trn_ds: BaseDataset, val_ds: BaseDataset, test_ds: BaseDataset | None = None,
                       bs: int = 64, num_workers: int | None = None, device=None) -> 'DataBunch':
         """A DataBunch over ready datasets (their `tfms` are used as they are)."""
+        if not trn_ds.is_multi and not trn_ds.is_reg:
+            require_two_classes(trn_ds.classes, 'from_datasets: the training data set\'s classes',
+                                'give it labels of at least two classes')
         return cls(path, trn_ds, val_ds, test_ds, bs=bs, num_workers=num_workers, device=device)
 
     @classmethod
@@ -257,6 +260,8 @@ class DataBunch:
         """
         path = Path(path)
         trn_files, trn_y, classes = folder_source(path / trn_name)
+        require_two_classes(classes, f'{path / trn_name}', f'add a sub-folder of images for each other class '
+                                                           f'({path / trn_name}/<class>/...)')
         val_files, val_y, _ = folder_source(path / val_name, classes)
         test_files = test_y = None
         if test_name:
@@ -307,6 +312,9 @@ class DataBunch:
                                         f'check `folder` and `suffix` (now {folder!r}, {suffix!r})')
             files.append(f)
         y, classes, is_multi = parse_labels(rows, continuous, cat_separator, csv_path)
+        if not continuous and not is_multi:
+            require_two_classes(classes, f'{csv_path} (column 2, the labels)', 'label rows with at least one other '
+                                'class (or pass continuous=True for numeric targets)')
         n = len(files)
         val_idxs = get_cv_idxs(n) if val_idxs is None else np.asarray(val_idxs, dtype=np.int64).reshape(-1)
         if len(val_idxs) and (val_idxs.min() < 0 or val_idxs.max() >= n):
@@ -345,6 +353,9 @@ class DataBunch:
         is_multi = trn_y.ndim == 2 and not continuous
         if classes is None:
             classes = [] if continuous else list(range(trn_y.shape[1] if is_multi else int(max(trn_y.max(), val_y.max())) + 1))
+        if not is_multi and not continuous:
+            require_two_classes(classes, 'from_arrays: the labels (trn[1], val[1])',
+                                'give labels of at least two classes, or classes=[...] naming them')
         trn_tfms, val_tfms = tfms
         if num_workers is None:
             num_workers = 0 if all(t is None or t.batchable for t in (trn_tfms, val_tfms)) else default_num_workers()

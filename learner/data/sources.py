@@ -12,7 +12,7 @@ import numpy as np
 from .images import ImageError, check_headers, image_files, verify_images
 
 __all__ = ['folder_source', 'test_folder_files', 'read_label_csv', 'parse_labels',
-           'check_labels_seen_in_training', 'refuse_bad_headers', 'drop_bad']
+           'check_labels_seen_in_training', 'require_two_classes', 'refuse_bad_headers', 'drop_bad']
 
 
 def subdirs(folder: Path) -> list[Path]:
@@ -101,6 +101,14 @@ def check_labels_seen_in_training(y: np.ndarray, is_val: np.ndarray, classes: li
     raise ValueError(f'{csv_path}: label(s) {[classes[i] for i in unseen]} appear only in validation rows (first at '
                      f'line {first}); the model cannot learn them: move some of those rows to training (val_idxs) '
                      f'or remove them')
+
+
+def require_two_classes(classes: Sequence, where: str, what_to_add: str) -> None:
+    """Single-label classification needs at least two classes: with one, the softmax over a single logit is always 1,
+    so nothing trains and accuracy reads 1.0. Refuse it, saying where the classes came from and what to add."""
+    if len(classes) < 2:
+        found = f'only the class {str(classes[0])!r}' if classes else 'no class at all'
+        raise ValueError(f'{where} gives {found}: a classifier needs at least 2 classes; {what_to_add}')
 
 
 def test_folder_files(folder: Path) -> list[Path]:
