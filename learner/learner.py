@@ -393,6 +393,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         Returns:
             `[valid_loss, *metrics]` of the last epoch (empty when no epoch finished).
         """
+        wd_schedule = weight_decay_callbacks(use_wd_sched, per_group_values(lrs, len(self._layer_groups)), cycle_len,
+                                             cycle_mult, n_cycle, norm_wds, wds_sched_mult)  # checked before changes
         if wds is not None:
             self.set_wds(wds)
         if metrics is not None:
@@ -407,8 +409,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         if best_save_name:
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
         extra += checkpoint_callbacks(checkpoint_every, resume)
-        extra += weight_decay_callbacks(use_wd_sched, base, cycle_len, cycle_mult, n_cycle, norm_wds, wds_sched_mult)
-        extra += swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
+        extra += wd_schedule + swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
         return self._fit(starts[-1], extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
