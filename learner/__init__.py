@@ -83,6 +83,16 @@ from .data import (
     untar_data,
     FilesDataset,
     ArrayDataset,
+    FilesArrayDataset,
+    FilesIndexArrayDataset,
+    FilesNhotArrayDataset,
+    FilesIndexArrayRegressionDataset,
+    ArraysDataset,
+    ArraysIndexDataset,
+    ArraysNhotDataset,
+    DataLoader,
+    ModelData,
+    split_by_idx,
 )
 from .learner import (
     Learner,
@@ -290,7 +300,9 @@ __all__ = [
     'transforms_basic', 'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats',
     'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'DeviceDataLoader', 'default_num_workers',
     'get_cv_idxs', 'DataBunch', 'ImageClassifierData', 'URLs', 'DownloadError', 'download_data', 'untar_data',
-    'FilesDataset', 'ArrayDataset',
+    'FilesDataset', 'ArrayDataset', 'FilesArrayDataset', 'FilesIndexArrayDataset', 'FilesNhotArrayDataset',
+    'FilesIndexArrayRegressionDataset', 'ArraysDataset', 'ArraysIndexDataset', 'ArraysNhotDataset', 'DataLoader',
+    'ModelData', 'split_by_idx',
     # learner
     'Learner', 'NonFiniteLossError',
     # conv_learner

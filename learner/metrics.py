@@ -47,8 +47,14 @@ def _tensor(x) -> torch.Tensor:
 
 
 def accuracy(preds, targs) -> float:
-    """Fraction of items whose highest-scoring class is the target (single-label)."""
+    """Fraction of items whose highest-scoring class is the target (single-label).
+
+    A TTA stack `(n_aug + 1, N, C)` of log-probabilities, as `learn.TTA()` returns it, is scored on its mean
+    probabilities (the CAM notebook's `accuracy(*learn.TTA())`; the same as `accuracy_np(np.mean(np.exp(p), 0), y)`).
+    """
     preds, targs = _tensor(preds), _tensor(targs)
+    if preds.dim() == 3:
+        preds = preds.float().softmax(dim=-1).mean(0)
     return (preds.argmax(dim=-1) == targs.view(-1)).float().mean().item()
 
 

@@ -117,3 +117,34 @@ def test_pretrained_convnet_is_the_early_name_of_pretrained(tmp_path):
                                              progress=False)
     assert isinstance(learn, NS['ConvLearner']) and learn.n_frozen == len(learn.layer_groups) - 1
     assert learn.metrics == [NS['accuracy']]
+
+
+def test_accuracy_of_a_tta_stack_is_that_of_its_mean_probabilities():
+    rng = np.random.default_rng(0)
+    log_preds = torch.log_softmax(torch.as_tensor(rng.normal(size=(5, 40, 3))), -1).numpy()
+    y = rng.integers(0, 3, 40)
+    expected = NS['accuracy_np'](np.mean(np.exp(log_preds), 0), y)
+    assert NS['accuracy'](log_preds, y) == pytest.approx(expected)     # the CAM notebook: accuracy(*learn.TTA())
+    per_pass = np.mean([NS['accuracy_np'](p, y) for p in log_preds])
+    assert expected != pytest.approx(per_pass), 'the data tell the mean of passes from the pass mean apart'
+
+
+def test_arch_true_builds_the_pretrained_model_as_the_cam_notebook_calls_it(tmp_path, monkeypatch):
+    import torchvision
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    folder = tmp_path / 'hub' / 'checkpoints'
+    folder.mkdir(parents=True)
+    reference = torchvision.models.resnet18().state_dict()
+    torch.save(reference, folder / os.path.basename(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url))
+    arch = NS['resnet18']
+    m = arch(True)                                       # the CAM notebook: m = arch(True)
+    assert torch.equal(m.conv1.weight, reference['conv1.weight']) and torch.equal(m.fc.bias, reference['fc.bias'])
+    nn = NS['nn']
+    cam = nn.Sequential(*NS['children'](m)[:-2], nn.Conv2d(512, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                        NS['Flatten'](), nn.LogSoftmax(dim=-1))
+    assert cam(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
+    assert not torch.equal(arch().conv1.weight, reference['conv1.weight']), 'arch() is randomly initialised'
+    assert arch(weights=None, num_classes=3).fc.out_features == 3       # torchvision's own keywords
+    assert NS['get_backbone'](arch).name == 'resnet18' and arch.__name__ == 'resnet18'
+    with pytest.raises(TypeError, match='takes no other arguments'):
+        arch(True, num_classes=3)
