@@ -164,14 +164,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         return self.distributed.shard(stage) if self.distributed else stage
 
     def set_data(self, data: Any) -> None:
-        """Swap in another DataBunch (progressive resizing); freeze state and precompute are kept (the cache follows
-        the new data). During a fit (a phase schedule switching data) the loop reads the new loaders from the next
-        epoch on."""
+        """Swap in another DataBunch (progressive resizing) on the learner's device; freeze state and precompute are
+        kept (the cache reads `learn.data`, so it follows the new data). During a fit (a phase schedule switching
+        data) the loop reads the new loaders from the next epoch on."""
         self.data = data
         if hasattr(data, 'to'):
             data.to(self.device)
-        if self.precomputed is not None:
-            self.precomputed.data = data
         if self.fit_stage is not None:
             self.fit_stage = self.distributed.wrap(self.stage(), self.sync_bn) if self.distributed else self.stage()
 

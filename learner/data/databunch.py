@@ -97,13 +97,19 @@ class DataBunch:
     def loader(self, split: str, augment: bool = False, shuffle: bool = False, bs: int | None = None) -> DeviceDataLoader:
         """A loader over `split` in data-set order with the validation transforms (training ones if `augment`).
 
-        Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`). Cached per arguments.
+        Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`). What `val_dl`/`test_dl`
+        already are is answered with them; other loaders are made once per arguments and start their worker
+        processes per pass, so only `trn_dl` and `val_dl` keep workers alive between passes.
         """
-        key = (split, augment, shuffle, bs or self.bs)
+        bs = bs or self.bs
+        ds = self._ds(split)
+        if not augment and not shuffle and bs == self.bs and split != 'train':
+            return self.val_dl if split == 'valid' else self.test_dl
+        key = (split, augment, shuffle, bs)
         if key not in self._loaders:
             tfms = self.trn_ds.tfms if augment else self.val_ds.tfms
-            ds = self._ds(split).with_tfms(tfms)
-            self._loaders[key] = make_loader(ds, bs or self.bs, shuffle, self.num_workers, self._device)
+            self._loaders[key] = make_loader(ds.with_tfms(tfms), bs, shuffle, self.num_workers, self._device,
+                                             persistent=False)
         return self._loaders[key]
 
     @property
