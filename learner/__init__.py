@@ -154,6 +154,7 @@ from .models import (
     create_head,
     AdaptiveConcatPool2d,
     Flatten,
+    Lambda,
 )
 from .models.archs import (
     resnet18,
@@ -162,6 +163,7 @@ from .models.archs import (
     resnet101,
     resnet152,
     resnext50,
+    resnext101,
     resnext101_32,
     resnext101_64,
     resnext50_32x4d,
@@ -320,9 +322,9 @@ __all__ = [
     'f1', 'accuracy_multi', 'f2', 'opt_th',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
-    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten',
+    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten', 'Lambda',
     # models.archs
-    'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101_32', 'resnext101_64',
+    'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101', 'resnext101_32', 'resnext101_64',
     'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d', 'wrn', 'wide_resnet50_2', 'wide_resnet101_2',
     'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn', 'dn121', 'dn161', 'dn169', 'dn201',
     'densenet121', 'densenet161', 'densenet169', 'densenet201', 'mobilenet_v2', 'mobilenet_v3_large',

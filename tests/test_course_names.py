@@ -148,3 +148,9 @@ def test_arch_true_builds_the_pretrained_model_as_the_cam_notebook_calls_it(tmp_
     assert NS['get_backbone'](arch).name == 'resnet18' and arch.__name__ == 'resnet18'
     with pytest.raises(TypeError, match='takes no other arguments'):
         arch(True, num_classes=3)
+
+
+def test_lambda_layer_and_the_resnext101_name():
+    layer = NS['Lambda'](lambda x: x.view(x.size(0), -1))
+    assert layer(torch.zeros(2, 3, 4)).shape == (2, 12) and not list(layer.parameters())
+    assert NS['get_backbone'](NS['resnext101']).name == 'resnext101_32x8d'   # 0.7's 32x4d is not in torchvision

@@ -3,7 +3,8 @@
 Why: the seeds pass these names to `tfms_from_model(arch, ...)` and `ConvLearner.pretrained(arch, ...)`.
 Each name is a model builder (torchvision's own, or learner's `efficientnet_lite0`) that
 `learner.models.get_backbone` recognises; the 0.7 short names point at the torchvision model they meant:
-`resnext50` -> resnext50_32x4d, `resnext101_32` -> resnext101_32x8d, `resnext101_64` -> resnext101_64x4d,
+`resnext50` -> resnext50_32x4d, `resnext101_32` and `resnext101` -> resnext101_32x8d (0.7's was 32x4d, which
+torchvision does not have), `resnext101_64` -> resnext101_64x4d,
 `wrn` -> wide_resnet50_2, `vgg16`/`vgg19` -> the BatchNorm variants, `dn121` ... `dn201` -> densenet.
 Calling one builds the full ImageNet model: `resnet34()` randomly initialised (torchvision's keywords pass through,
 `resnet34(weights=None)`), and as fastai 0.7 called them, `resnet34(True)` with the pretrained weights (loaded
@@ -42,7 +43,7 @@ class CourseArch:
 
 __all__ = [
     'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
-    'resnext50', 'resnext101_32', 'resnext101_64', 'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d',
+    'resnext50', 'resnext101', 'resnext101_32', 'resnext101_64', 'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d',
     'wrn', 'wide_resnet50_2', 'wide_resnet101_2',
     'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn',
     'dn121', 'dn161', 'dn169', 'dn201', 'densenet121', 'densenet161', 'densenet169', 'densenet201',
@@ -62,6 +63,7 @@ resnet101, resnet152 = _tv.resnet101, _tv.resnet152
 
 resnext50_32x4d, resnext101_32x8d, resnext101_64x4d = _tv.resnext50_32x4d, _tv.resnext101_32x8d, _tv.resnext101_64x4d
 resnext50, resnext101_32, resnext101_64 = resnext50_32x4d, resnext101_32x8d, resnext101_64x4d
+resnext101 = resnext101_32x8d
 
 wide_resnet50_2, wide_resnet101_2 = _tv.wide_resnet50_2, _tv.wide_resnet101_2
 wrn = wide_resnet50_2

@@ -339,7 +339,7 @@ def _register_torchvision(names: Sequence[str], cut, aliases: dict[str, Sequence
 
 _register_torchvision(['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'], cut=-2)
 _register_torchvision(['resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d'], cut=-2,
-                      aliases={'resnext50_32x4d': ['resnext50'], 'resnext101_32x8d': ['resnext101_32'],
+                      aliases={'resnext50_32x4d': ['resnext50'], 'resnext101_32x8d': ['resnext101_32', 'resnext101'],
                                'resnext101_64x4d': ['resnext101_64']})
 _register_torchvision(['wide_resnet50_2', 'wide_resnet101_2'], cut=-2, aliases={'wide_resnet50_2': ['wrn']})
 _register_torchvision(['vgg11', 'vgg13', 'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn'],
