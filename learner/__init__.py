@@ -100,6 +100,7 @@ from .learner import (
 )
 from .conv_learner import (
     ConvLearner,
+    ConvnetBuilder,
 )
 from .callbacks.base import (
     Callback,
@@ -143,6 +144,7 @@ from .metrics import (
     recall,
     f1,
     accuracy_multi,
+    accuracy_multi_np,
 )
 from .models import (
     BackboneSpec,
@@ -255,6 +257,8 @@ from .course import (
     save_model,
     load_model,
     LazyModule,
+    cond_init,
+    apply_init,
     plots,
     plots_from_files,
     plots_raw,
@@ -308,7 +312,7 @@ __all__ = [
     # learner
     'Learner', 'NonFiniteLossError',
     # conv_learner
-    'ConvLearner',
+    'ConvLearner', 'ConvnetBuilder',
     # callbacks.base
     'Callback', 'CancelFit', 'CancelValidate', 'CancelBatch',
     # callbacks.schedule, callbacks.phases
@@ -319,7 +323,7 @@ __all__ = [
     'Recorder',
     # metrics
     'accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'fbeta', 'log_loss', 'precision', 'recall',
-    'f1', 'accuracy_multi', 'f2', 'opt_th',
+    'f1', 'accuracy_multi', 'accuracy_multi_np', 'f2', 'opt_th',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
     'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten', 'Lambda',
@@ -342,7 +346,7 @@ __all__ = [
     # course: fastai 0.7's helpers and the modules its star import gave
     'to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
     'BasicModel', 'SingleModel', 'to_gpu', 'children', 'num_cpus', 'SGD_Momentum', 'save_model', 'load_model',
-    'set_trainable', 'apply_leaf',
+    'set_trainable', 'apply_leaf', 'cond_init', 'apply_init',
     'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial', 'Variable', 'metrics',
     # export
     'load_learner', 'InferenceLearner',

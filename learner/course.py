@@ -23,7 +23,7 @@ from .plotting import confusion_matrix_figure, new_figure
 
 __all__ = ['to_np', 'T', 'V', 'VV', 'to_gpu', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix',
            'load_img_id', 'BasicModel', 'SingleModel', 'children', 'num_cpus', 'SGD_Momentum', 'save_model',
-           'load_model', 'LazyModule']
+           'load_model', 'LazyModule', 'cond_init', 'apply_init']
 
 
 def to_np(x: Any) -> Any:
@@ -101,6 +101,23 @@ def load_model(m: nn.Module, path: Union[str, Path]) -> nn.Module:
         raise ValueError(f'{path} holds a {type(state).__name__}, expected a state dict')
     m.load_state_dict(state['model'] if 'model' in state and isinstance(state['model'], dict) else state)
     return m
+
+
+def cond_init(m: nn.Module, init_fn: Callable) -> None:
+    """Initialise `m`'s own `weight` with `init_fn` and zero its `bias`, unless it is a BatchNorm layer (fastai 0.7's
+    `cond_init`)."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return
+    if isinstance(getattr(m, 'weight', None), torch.Tensor):
+        init_fn(m.weight)
+    if isinstance(getattr(m, 'bias', None), torch.Tensor):
+        with torch.no_grad():
+            m.bias.zero_()
+
+
+def apply_init(m: nn.Module, init_fn: Callable) -> None:
+    """`cond_init` on every module of `m` (fastai 0.7: `apply_init(model, nn.init.kaiming_normal_)`)."""
+    m.apply(lambda sub: cond_init(sub, init_fn))
 
 
 class LazyModule(types.ModuleType):

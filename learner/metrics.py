@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'fbeta', 'f2', 'opt_th',
+__all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'accuracy_multi_np', 'fbeta',
+           'f2', 'opt_th',
            'log_loss', 'precision', 'recall', 'f1', 'mae', 'mse', 'rmse', 'metric_name', 'higher_is_better']
 
 
@@ -86,6 +87,11 @@ def accuracy_multi(preds, targs, thresh: float = 0.5, sigmoid: bool = False) -> 
     """
     predicted, actual = _multi_hot(_tensor(preds), _tensor(targs), thresh, sigmoid)
     return (predicted == actual).float().mean().item()
+
+
+def accuracy_multi_np(preds, targs, thresh: float = 0.5) -> float:
+    """`accuracy_multi` for numpy probabilities (fastai 0.7's name)."""
+    return float(((np.asarray(preds) > thresh) == (np.asarray(targs) > 0.5)).mean())
 
 
 def accuracy_thresh(preds_or_thresh: Union[float, torch.Tensor, np.ndarray] = 0.5, targs=None, thresh: float = 0.5,
@@ -212,5 +218,5 @@ def rmse(preds, targs) -> float:
     return mse(preds, targs) ** 0.5
 
 
-_declare(True, accuracy, accuracy_np, accuracy_multi, accuracy_thresh, precision, recall, fbeta, f1, f2)
+_declare(True, accuracy, accuracy_np, accuracy_multi, accuracy_multi_np, accuracy_thresh, precision, recall, fbeta, f1, f2)
 _declare(False, error_rate, log_loss, mae, mse, rmse)

@@ -154,3 +154,29 @@ def test_lambda_layer_and_the_resnext101_name():
     layer = NS['Lambda'](lambda x: x.view(x.size(0), -1))
     assert layer(torch.zeros(2, 3, 4)).shape == (2, 12) and not list(layer.parameters())
     assert NS['get_backbone'](NS['resnext101']).name == 'resnext101_32x8d'   # 0.7's 32x4d is not in torchvision
+
+
+def test_apply_init_and_accuracy_multi_np():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    NS['apply_init'](model, lambda w: torch.nn.init.constant_(w, 0.5))
+    assert torch.all(model[0].weight == 0.5) and torch.all(model[0].bias == 0) and torch.all(model[2].weight == 0.5)
+    assert torch.all(model[1].weight == 1), 'BatchNorm keeps its own initialisation'
+    preds, targs = np.array([[0.9, 0.2], [0.4, 0.7]]), np.array([[1, 0], [1, 1]])
+    assert NS['accuracy_multi_np'](preds, targs, 0.5) == pytest.approx(0.75)
+
+
+def test_convnet_builder_passed_to_conv_learner_as_the_imagenet_notebook_does(tmp_path):
+    data = NS['ImageClassifierData'].from_arrays(
+        str(tmp_path), (np.zeros((8, 16, 16, 3), np.uint8), np.arange(8) % 2),
+        (np.zeros((4, 16, 16, 3), np.uint8), np.arange(4) % 2), bs=4,
+        tfms=NS['tfms_from_model'](NS['resnet18'], 16), num_workers=0)
+    models = NS['ConvnetBuilder'](NS['resnet18'], data.c, data.is_multi, data.is_reg, pretrained=False)
+    assert models.name == 'resnet18_0' and len(models.get_layer_groups()) == 3
+    learn = NS['ConvLearner'](data, models, progress=False)
+    assert learn.model is models.model and learn.spec.name == 'resnet18' and learn.layer_groups == models.layer_groups
+    learn.unfreeze()
+    learn.fit(1e-3, 1)
+    learn.freeze()
+    learn.precompute = True        # the backbone is known, so the cache can be keyed
+    assert learn.predict().shape == (4, 2)
