@@ -180,3 +180,15 @@ def test_convnet_builder_passed_to_conv_learner_as_the_imagenet_notebook_does(tm
     learn.freeze()
     learn.precompute = True        # the backbone is known, so the cache can be keyed
     assert learn.predict().shape == (4, 2)
+
+
+def test_the_darknet_notebooks_training_cell(tmp_path):
+    from conftest import VectorData
+    nn = NS['nn']
+    m = nn.DataParallel(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), device_ids=None)
+    learn = NS['ConvLearner'].from_model_data(m, VectorData(tmp_path), progress=False)
+    learn.crit = nn.CrossEntropyLoss()
+    learn.metrics = [NS['accuracy']]
+    val_loss, acc = learn.fit(1.3, 1, wds=1e-4, cycle_len=2, use_clr_beta=(20, 20, 0.95, 0.85))
+    assert np.isfinite(val_loss) and 0 <= acc <= 1
+    assert learn.sched.moms[0] == pytest.approx(0.95) and min(learn.sched.moms) == pytest.approx(0.85, abs=0.01)
