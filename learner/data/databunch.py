@@ -359,9 +359,6 @@ class DataBunch:
         is_multi = trn_y.ndim == 2 and not continuous
         if classes is None:
             classes = [] if continuous else list(range(trn_y.shape[1] if is_multi else int(max(trn_y.max(), val_y.max())) + 1))
-        if not is_multi and not continuous:
-            require_two_classes(classes, 'from_arrays: the labels (trn[1], val[1])',
-                                'give labels of at least two classes, or classes=[...] naming them')
         trn_tfms, val_tfms = tfms
         if num_workers is None:
             num_workers = 0 if all(t is None or t.batchable for t in (trn_tfms, val_tfms)) else default_num_workers()
@@ -374,6 +371,9 @@ class DataBunch:
             if test_y is None:
                 test_y = np.zeros((len(test_x),) + trn_y.shape[1:], dtype=trn_y.dtype)
             test_ds = ArrayDataset(test_x, test_y, tfms=val_tfms, **kw)
+        if not is_multi and not continuous:  # after the data sets, which name malformed arrays first
+            require_two_classes(classes, 'from_arrays: the labels (trn[1], val[1])',
+                                'give labels of at least two classes, or classes=[...] naming them')
         return cls(path, trn_ds, val_ds, test_ds, bs=bs, num_workers=num_workers, device=device)
 
     @classmethod
