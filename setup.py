@@ -24,7 +24,10 @@ setup(
                  # system Chromium (.ci/run installs Debian's chromium and chromium-driver)
                  'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20',
                  # the studio's tests: the studio extra (its PostgreSQL driver included; .ci/run installs the server)
-                 'sqlalchemy>=2.0', 'psycopg[binary]>=3.1'],
+                 'sqlalchemy>=2.0', 'psycopg[binary]>=3.1',
+                 # fastai 0.7 course code's `metrics.log_loss` (the star import's scikit-learn metrics)
+                 'scikit-learn>=1.0'],
+        'course': ['scikit-learn>=1.0', 'ipython'],  # what 0.7's star import also gave: sklearn's metrics, FileLink
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         # `learner studio`: the prediction service's stack, a database layer (SQLite built in, PostgreSQL through
         # psycopg), the client's HTTP library, and the default backbone's ImageNet weights (works offline)

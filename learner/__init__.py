@@ -3,9 +3,11 @@
 `from learner import *` gives exactly the names in `__all__` below: the data pipeline, the learners, callbacks,
 metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...), the posts'
 networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's course notebooks: the
-modules `np`, `os`, `torch`, `nn`, `F`, `optim`, `plt`, `PIL`, `Image`, `Path`, `glob`, `partial` (and `pd` when
-pandas is installed) and the helpers `to_np`, `V`, `T`, `VV`, `plots`, `plots_from_files`, `plots_raw`,
-`plot_confusion_matrix`, `load_img_id`. Everything else lives in the submodules.
+names `np`, `os`, `torch`, `nn`, `F`, `optim` (torch.optim), `plt`, `PIL`, `Image`, `Path`, `glob` (the function, as
+0.7's `from glob import glob`), `partial`, `Variable`, `metrics` (scikit-learn's, imported on first use), `pd` when
+pandas is installed and `FileLink` when IPython is, and the helpers `to_np`, `V`, `T`, `VV`, `children`,
+`num_cpus`, `plots`, `plots_from_files`, `plots_raw`, `plot_confusion_matrix`, `load_img_id`, ... (the full list,
+with what differs from 0.7, is docs/fastai07_coverage.md). Everything else lives in the submodules.
 
 How the Learner is put together (one way, everywhere): `learner.py` holds the configuration, the fit entry points
 and the training loop. Every other Learner method belongs to one job, and each job is a mixin class whose methods
@@ -24,10 +26,10 @@ Example:
     >>> learn.fit(1e-2, 3, cycle_len=1)
 """
 
-import glob
 import importlib.util as _importlib_util
 import os
 from functools import partial
+from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,8 @@ import PIL
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn, optim
+from torch import nn
+from torch.autograd import Variable
 
 from .data import (
     open_image,
@@ -80,6 +83,16 @@ from .data import (
     untar_data,
     FilesDataset,
     ArrayDataset,
+    FilesArrayDataset,
+    FilesIndexArrayDataset,
+    FilesNhotArrayDataset,
+    FilesIndexArrayRegressionDataset,
+    ArraysDataset,
+    ArraysIndexDataset,
+    ArraysNhotDataset,
+    DataLoader,
+    ModelData,
+    split_by_idx,
 )
 from .learner import (
     Learner,
@@ -87,6 +100,7 @@ from .learner import (
 )
 from .conv_learner import (
     ConvLearner,
+    ConvnetBuilder,
 )
 from .callbacks.base import (
     Callback,
@@ -99,6 +113,11 @@ from .callbacks.schedule import (
     sched_cos,
     sched_exp,
     sched_no,
+    sched_poly,
+)
+from .callbacks.phases import (
+    DecayType,
+    TrainingPhase,
 )
 from .callbacks.tracking import (
     SaveBest,
@@ -128,6 +147,7 @@ from .metrics import (
     mae,
     mse,
     rmse,
+    accuracy_multi_np,
 )
 from .models import (
     BackboneSpec,
@@ -139,6 +159,7 @@ from .models import (
     create_head,
     AdaptiveConcatPool2d,
     Flatten,
+    Lambda,
 )
 from .models.archs import (
     resnet18,
@@ -147,6 +168,7 @@ from .models.archs import (
     resnet101,
     resnet152,
     resnext50,
+    resnext101,
     resnext101_32,
     resnext101_64,
     resnext50_32x4d,
@@ -231,6 +253,15 @@ from .course import (
     T,
     V,
     VV,
+    to_gpu,
+    children,
+    num_cpus,
+    SGD_Momentum,
+    save_model,
+    load_model,
+    LazyModule,
+    cond_init,
+    apply_init,
     plots,
     plots_from_files,
     plots_raw,
@@ -255,6 +286,17 @@ from .distributed import (
 from .launch import (
     launch,
 )
+from .freeze import (
+    set_trainable,
+    apply_leaf,
+)
+
+# Bound after the submodule imports on purpose: importing `learner.optim` (and `learner.metrics`) sets the package
+# attribute of that name to the submodule, and the star import reads package attributes. Course code means what
+# fastai 0.7's star import gave: torch's optimizers (`optim.Adam`) and scikit-learn's metrics (`metrics.log_loss`).
+# Our submodules stay importable by their full names (`from learner.optim import ...`).
+optim = torch.optim
+metrics = LazyModule('sklearn.metrics', 'scikit-learn')
 
 __version__ = '0.1.0'
 
@@ -267,27 +309,29 @@ __all__ = [
     'transforms_basic', 'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats',
     'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'DeviceDataLoader', 'default_num_workers',
     'get_cv_idxs', 'DataBunch', 'ImageClassifierData', 'URLs', 'DownloadError', 'download_data', 'untar_data',
-    'FilesDataset', 'ArrayDataset',
+    'FilesDataset', 'ArrayDataset', 'FilesArrayDataset', 'FilesIndexArrayDataset', 'FilesNhotArrayDataset',
+    'FilesIndexArrayRegressionDataset', 'ArraysDataset', 'ArraysIndexDataset', 'ArraysNhotDataset', 'DataLoader',
+    'ModelData', 'split_by_idx',
     # learner
     'Learner', 'NonFiniteLossError',
     # conv_learner
-    'ConvLearner',
+    'ConvLearner', 'ConvnetBuilder',
     # callbacks.base
     'Callback', 'CancelFit', 'CancelValidate', 'CancelBatch',
-    # callbacks.schedule
-    'sched_lin', 'sched_cos', 'sched_exp', 'sched_no',
+    # callbacks.schedule, callbacks.phases
+    'sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'sched_poly', 'DecayType', 'TrainingPhase',
     # callbacks.tracking
     'SaveBest', 'EarlyStopping', 'CycleSnapshot', 'SaveEvery', 'CheckpointMismatchError',
     # callbacks.recorder
     'Recorder',
     # metrics
     'accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'fbeta', 'log_loss', 'precision', 'recall',
-    'f1', 'accuracy_multi', 'f2', 'opt_th', 'mae', 'mse', 'rmse',
+    'f1', 'accuracy_multi', 'accuracy_multi_np', 'f2', 'opt_th', 'mae', 'mse', 'rmse',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
-    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten',
+    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten', 'Lambda',
     # models.archs
-    'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101_32', 'resnext101_64',
+    'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101', 'resnext101_32', 'resnext101_64',
     'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d', 'wrn', 'wide_resnet50_2', 'wide_resnet101_2',
     'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn', 'dn121', 'dn161', 'dn169', 'dn201',
     'densenet121', 'densenet161', 'densenet169', 'densenet201', 'mobilenet_v2', 'mobilenet_v3_large',
@@ -304,8 +348,9 @@ __all__ = [
     'ClassificationInterpretation', 'find_duplicates', 'DuplicateReport', 'DuplicateWarning',
     # course: fastai 0.7's helpers and the modules its star import gave
     'to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
-    'BasicModel', 'SingleModel',
-    'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial',
+    'BasicModel', 'SingleModel', 'to_gpu', 'children', 'num_cpus', 'SGD_Momentum', 'save_model', 'load_model',
+    'set_trainable', 'apply_leaf', 'cond_init', 'apply_init',
+    'np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'Path', 'glob', 'partial', 'Variable', 'metrics',
     # export
     'load_learner', 'InferenceLearner',
     # persistence
@@ -314,19 +359,25 @@ __all__ = [
     'default_device', 'is_main_process', 'launch',
 ]
 
-COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'glob') + (
+COURSE_MODULES = ('np', 'os', 'torch', 'nn', 'F', 'optim', 'plt', 'PIL', 'Image', 'metrics') + (
     ('pd',) if _importlib_util.find_spec('pandas') is not None else ())
 if 'pd' in COURSE_MODULES:
     __all__.append('pd')
+HAS_IPYTHON = _importlib_util.find_spec('IPython') is not None
+if HAS_IPYTHON:
+    __all__.append('FileLink')   # fastai 0.7's star import re-exported IPython's (a link to a file in a notebook)
 
 
 def __getattr__(name: str):
-    """`plt` and `pd` are imported on first use (pyplot and pandas take a while to import and are not always
-    needed); `from learner import *` asks for them, so course code gets them."""
+    """`plt`, `pd` and `FileLink` are imported on first use (pyplot, pandas and IPython take a while to import and
+    are not always needed); `from learner import *` asks for them, so course code gets them."""
     if name == 'plt':
         import matplotlib.pyplot as plt
         return plt
     if name == 'pd' and 'pd' in COURSE_MODULES:
         import pandas as pd
         return pd
+    if name == 'FileLink' and HAS_IPYTHON:
+        from IPython.display import FileLink
+        return FileLink
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -16,7 +16,40 @@ from .models.backbones import BackboneSpec, body_groups, create_body, get_backbo
 from .models.heads import HEAD_POOL_LAYERS, create_head
 from .precompute import PrecomputedFeatures
 
-__all__ = ['ConvLearner']
+__all__ = ['ConvnetBuilder', 'ConvLearner']
+
+
+class ConvnetBuilder:
+    """A backbone cut before its classifier with a new head for `c` outputs, and its layer groups (fastai 0.7's
+    `ConvnetBuilder`, which the ImageNet notebook passes to `ConvLearner(data, models)`). `ConvLearner.pretrained`
+    builds its model with it.
+
+    Args:
+        f: a backbone builder, name or BackboneSpec (see `ConvLearner.pretrained`).
+        c: outputs of the head.
+        is_multi, is_reg: kept for 0.7's signature; the head outputs logits, and the data decide how they are read.
+        ps, xtra_fc, xtra_cut, custom_head, pretrained: as `ConvLearner.pretrained`.
+    """
+
+    def __init__(self, f: Union[Callable, str, BackboneSpec], c: int, is_multi: bool = False, is_reg: bool = False,
+                 ps: Union[float, Sequence[float], None] = None, xtra_fc: Optional[Sequence[int]] = None,
+                 xtra_cut: int = 0, custom_head: Optional[nn.Module] = None, pretrained: bool = True):
+        self.spec, self.c, self.is_multi, self.is_reg = get_backbone(f), c, is_multi, is_reg
+        self.xtra_cut, self.pretrained, self.custom_head = xtra_cut, pretrained, custom_head is not None
+        body = create_body(self.spec, pretrained=pretrained, xtra_cut=xtra_cut)
+        head = custom_head if custom_head is not None else create_head(num_features(body), c, xtra_fc=xtra_fc, ps=ps)
+        self.model = nn.Sequential(body, head)
+        self.layer_groups = list(body_groups(self.spec, body)) + [head]
+        self.head_config = {'xtra_fc': None if xtra_fc is None else list(xtra_fc),
+                            'ps': ps if not isinstance(ps, (list, tuple)) else list(ps)}
+
+    @property
+    def name(self) -> str:
+        return f'{self.spec.name}_{self.xtra_cut}'
+
+    def get_layer_groups(self, do_fc: bool = False) -> list:
+        """The body's layer groups and the head (`do_fc` is kept for 0.7's signature)."""
+        return self.layer_groups
 
 
 class ConvLearner(Learner):
@@ -32,15 +65,17 @@ class ConvLearner(Learner):
     backbone BatchNorm; `train_bn=True` trains them).
     """
 
-    def __init__(self, data: Any, model: nn.Module, spec: Optional[BackboneSpec] = None, **learner_kwargs: Any):
+    def __init__(self, data: Any, model: Union[nn.Module, ConvnetBuilder], spec: Optional[BackboneSpec] = None,
+                 **learner_kwargs: Any):
         if learner_kwargs.get('metrics') is None:
             learner_kwargs['metrics'] = [accuracy_thresh(0.5)] if getattr(data, 'is_multi', False) else [accuracy]
+        built = model if isinstance(model, ConvnetBuilder) else None   # 0.7's ConvLearner(data, models)
         super().__init__(data, model, **learner_kwargs)
-        self.spec = spec
-        self.custom_head = False
-        self.head_config: Optional[dict] = None
-        self.pretrained_weights = spec is not None
-        self.xtra_cut = 0
+        self.spec = built.spec if built is not None else spec
+        self.custom_head = built.custom_head if built is not None else False
+        self.head_config: Optional[dict] = built.head_config if built is not None else None
+        self.pretrained_weights = built.pretrained if built is not None else spec is not None
+        self.xtra_cut = built.xtra_cut if built is not None else 0
         self.precompute_cache_dir: Optional[Path] = None
 
     # ----------------------------------------------------------------------------------------- building
@@ -65,20 +100,8 @@ class ConvLearner(Learner):
         Example:
             >>> learn = ConvLearner.pretrained(resnet34, data, precompute=True)
         """
-        spec = get_backbone(f)
-        body = create_body(spec, pretrained=pretrained, xtra_cut=xtra_cut)
-        if custom_head is not None:
-            head = custom_head
-        else:
-            head = create_head(num_features(body), data.c, xtra_fc=xtra_fc, ps=ps)
-        model = nn.Sequential(body, head)
-        groups = list(body_groups(spec, body)) + [head]
-        learn = cls(data, model, spec=spec, layer_groups=groups, **learner_kwargs)
-        learn.pretrained_weights = pretrained
-        learn.xtra_cut = xtra_cut
-        learn.custom_head = custom_head is not None
-        learn.head_config = {'xtra_fc': None if xtra_fc is None else list(xtra_fc),
-                             'ps': ps if not isinstance(ps, (list, tuple)) else list(ps)}
+        learn = cls(data, ConvnetBuilder(f, data.c, ps=ps, xtra_fc=xtra_fc, xtra_cut=xtra_cut, custom_head=custom_head,
+                                         pretrained=pretrained), **learner_kwargs)
         learn.freeze()
         if precompute:
             learn.precompute = True

@@ -1,14 +1,18 @@
-"""The small helpers fastai 0.7's course notebooks call by name: tensor/array conversion (`to_np`, `T`, `V`, `VV`),
-image grids (`plots`, `plots_from_files`, `plots_raw`), `plot_confusion_matrix`, `load_img_id`, and the model
-wrappers `BasicModel`/`SingleModel` that `Learner(data, models)` accepts.
+"""The small helpers fastai 0.7's course notebooks call by name: tensor/array conversion (`to_np`, `T`, `V`, `VV`,
+`to_gpu`), image grids (`plots`, `plots_from_files`, `plots_raw`), `plot_confusion_matrix`, `load_img_id`, the model
+wrappers `BasicModel`/`SingleModel` that `Learner(data, models)` accepts, and 0.7's `children`, `num_cpus`,
+`SGD_Momentum`, `save_model`/`load_model`, and `LazyModule` (how the star import gives scikit-learn's `metrics`).
 
 Why: `from fastai.conv_learner import *` gave the course these; with `from learner import *` the same cells run.
 The plotting helpers return their Figure, which a notebook shows once, also mid-cell (see `plotting.py`).
 """
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any, Optional, Sequence
+import types
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,8 +21,9 @@ from torch import nn
 from .core import default_device, to_numpy
 from .plotting import confusion_matrix_figure, new_figure
 
-__all__ = ['to_np', 'T', 'V', 'VV', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix', 'load_img_id',
-           'BasicModel', 'SingleModel']
+__all__ = ['to_np', 'T', 'V', 'VV', 'to_gpu', 'plots', 'plots_from_files', 'plots_raw', 'plot_confusion_matrix',
+           'load_img_id', 'BasicModel', 'SingleModel', 'children', 'num_cpus', 'SGD_Momentum', 'save_model',
+           'load_model', 'LazyModule', 'cond_init', 'apply_init']
 
 
 def to_np(x: Any) -> Any:
@@ -52,6 +57,102 @@ def V(x: Any, requires_grad: bool = False) -> Any:
 def VV(x: Any) -> Any:
     """fastai 0.7's `VV` (a volatile Variable): `V(x)` without gradients."""
     return V(x, requires_grad=False)
+
+
+def to_gpu(x: Any) -> Any:
+    """A tensor or module on the default device (fastai 0.7's `to_gpu`: the GPU when there is one, else as it is)."""
+    return x.to(default_device()) if isinstance(x, (torch.Tensor, nn.Module)) else x
+
+
+def children(m: Union[nn.Module, Sequence]) -> List:
+    """The direct sub-modules of `m` as a list (a list or tuple is returned as it is), as fastai 0.7's `children`:
+    `nn.Sequential(*children(resnet34())[:-2], ...)` keeps a backbone's convolutional part."""
+    return m if isinstance(m, (list, tuple)) else list(m.children())
+
+
+def num_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one), as fastai 0.7's
+    `num_cpus` (course code sizes `num_workers` with it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def SGD_Momentum(momentum: float) -> Callable:
+    """An `opt_fn` building SGD with this momentum (fastai 0.7's default optimizer was `SGD_Momentum(0.9)`)."""
+    def sgd_momentum(params, *args: Any, **kwargs: Any) -> torch.optim.SGD:
+        return torch.optim.SGD(params, *args, momentum=momentum, **kwargs)
+    return sgd_momentum
+
+
+def save_model(m: nn.Module, path: Union[str, Path]) -> Path:
+    """Write `m`'s state dict to `path` atomically (fastai 0.7's `save_model`; read it back with `load_model`)."""
+    from .persistence import atomic_torch_save
+    return atomic_torch_save(m.state_dict(), path)
+
+
+def load_model(m: nn.Module, path: Union[str, Path]) -> nn.Module:
+    """Load a state dict file (or a learner checkpoint) into `m` with `weights_only=True` (fastai 0.7's
+    `load_model`); a file that holds anything but tensors and plain containers is refused."""
+    from .persistence import safe_torch_load
+    state = safe_torch_load(path)
+    if not isinstance(state, dict):
+        raise ValueError(f'{path} holds a {type(state).__name__}, expected a state dict')
+    m.load_state_dict(state['model'] if 'model' in state and isinstance(state['model'], dict) else state)
+    return m
+
+
+def cond_init(m: nn.Module, init_fn: Callable) -> None:
+    """Initialise `m`'s own `weight` with `init_fn` and zero its `bias`, unless it is a BatchNorm layer (fastai 0.7's
+    `cond_init`)."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return
+    if isinstance(getattr(m, 'weight', None), torch.Tensor):
+        init_fn(m.weight)
+    if isinstance(getattr(m, 'bias', None), torch.Tensor):
+        with torch.no_grad():
+            m.bias.zero_()
+
+
+def apply_init(m: nn.Module, init_fn: Callable) -> None:
+    """`cond_init` on every module of `m` (fastai 0.7: `apply_init(model, nn.init.kaiming_normal_)`)."""
+    m.apply(lambda sub: cond_init(sub, init_fn))
+
+
+class LazyModule(types.ModuleType):
+    """A stand-in for an optional module, imported on first attribute access.
+
+    Why: fastai 0.7's star import gave course code modules such as scikit-learn's `metrics`
+    (`metrics.log_loss(y, probs)`); importing them eagerly would make `import learner` slow and would make them
+    required. An absent package raises an ImportError saying what to install.
+
+    Args:
+        name: the module's import name ('sklearn.metrics').
+        install: the pip requirement that provides it ('scikit-learn').
+    """
+
+    def __init__(self, name: str, install: str):
+        super().__init__(name)
+        self.__dict__['_install'] = install
+
+    def _module(self) -> types.ModuleType:
+        try:
+            return importlib.import_module(self.__name__)
+        except ImportError as err:
+            raise ImportError(f'{self.__name__} is not installed: pip install {self._install} (fastai 0.7 course code '
+                              f'uses it through the star import)') from err
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith('__'):
+            raise AttributeError(attr)
+        return getattr(self._module(), attr)
+
+    def __dir__(self) -> List[str]:
+        return dir(self._module())
+
+    def __repr__(self) -> str:
+        return f"<module {self.__name__!r} (imported on first use)>"
 
 
 def _grid(n: int, rows: int, figsize):

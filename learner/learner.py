@@ -23,12 +23,15 @@ from . import distributed
 from .callbacks.base import CallbackRunner, CancelBatch, CancelFit, CancelValidate, Callback
 from .callbacks.checkpoint import checkpoint_callbacks
 from .callbacks.lr_finder import LRFindMixin
+from .callbacks.phases import PhasesMixin
 from .callbacks.progress import ProgressCallback, ProgressMixin
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import OneCycle, fit_schedule, sgdr_cycle_starts
+from .callbacks.swa import swa_callbacks
 from .callbacks.tracking import CycleSnapshot, SaveBest
+from .callbacks.weight_decay import weight_decay_callbacks
 from .core import Stage, default_device, output_folder, stop_at_batch_end
-from .freeze import FreezeMixin, apply_train_mode
+from .freeze import FreezeMixin, apply_train_mode, mark_trainable
 from .inference import default_loss, task_kind, to_predictions
 from .metrics import metric_name
 from .optim import OptimizerMixin, decay_weights, hyper_state, per_group_values, set_hyper_state
@@ -61,7 +64,7 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite (the message names the epoch and the batch)."""
 
 
-class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, PersistenceMixin, SummaryMixin,
+class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionMixin, PersistenceMixin, SummaryMixin,
               ProgressMixin):
     """Trains `model` on `data` with per-layer-group learning rates.
 
@@ -131,6 +134,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
         self.n_frozen, self.bn_frozen = 0, False
+        mark_trainable(self._layer_groups, self.n_frozen)  # fastai 0.7's `module.trainable` flags
         self.opt: Optional[torch.optim.Optimizer] = None
         self.recorder = Recorder()
         self.precomputed = None   # a PrecomputedFeatures while precompute is on (ConvLearner)
@@ -149,6 +153,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         """A learner for a user model (unfrozen; its children are the layer groups). fastai 0.7's entry point."""
         return cls(data, model, **kwargs)
 
+    @staticmethod
+    def pretrained_convnet(f: Any, data: Any, **kwargs: Any) -> 'Learner':
+        """Early fastai 0.7's name of `ConvLearner.pretrained` (the course's planet scripts call it)."""
+        from .conv_learner import ConvLearner  # conv_learner builds on this module
+        return ConvLearner.pretrained(f, data, **kwargs)
+
     # ----------------------------------------------------------------------------- what the loop runs
     def stage(self) -> Stage:
         """The module and loaders a fit runs: the cached-feature stage while precompute is on, else the whole model
@@ -160,10 +170,13 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
 
     def set_data(self, data: Any) -> None:
         """Swap in another DataBunch (progressive resizing) on the learner's device; freeze state and precompute are
-        kept (the cache reads `learn.data`, so it follows the new data)."""
+        kept (the cache reads `learn.data`, so it follows the new data). During a fit (a phase schedule switching
+        data) the loop reads the new loaders from the next epoch on."""
         self.data = data
         if hasattr(data, 'to'):
             data.to(self.device)
+        if self.fit_stage is not None:
+            self.fit_stage = self.distributed.wrap(self.stage(), self.sync_bn) if self.distributed else self.stage()
 
     @property
     def crit(self) -> Callable:
@@ -221,7 +234,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                     for self.epoch in range(self.start_epoch, self.n_epochs):
                         self._do_epoch()
                 except CancelFit:
-                    pass
+                    self._runner('after_cancel_fit')
                 except KeyboardInterrupt:
                     print(f'fit interrupted at epoch {self.epoch}, batch {getattr(self, "iter", 0)}: '
                           'the model, optimizer and recorder hold what was done so far')
@@ -298,6 +311,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                 decay_weights(self.opt)
         except CancelBatch:  # the batch is skipped: it counts in neither the epoch's loss nor the recorder
             self._loss_grad, self.loss = None, None
+            self._runner('after_cancel_batch')
         self.opt.zero_grad(set_to_none=True)
         self._runner('after_batch')
 
@@ -336,10 +350,11 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                             outs.append(self.pred.float())
                             targs.append(self.yb)
                     except CancelBatch:
-                        pass
+                        self._runner('after_cancel_batch')
                     self._runner('after_batch')
         except CancelValidate:
             count = 0
+            self._runner('after_cancel_validate')
         self._runner('after_validate')
         if self.distributed:  # every process's sums and rows: loss and metrics of the whole set
             total, count, outs, targs = self.distributed.merge_validation(total, count, outs, targs, bool(self.metrics))
@@ -355,7 +370,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             cycle_save_name: Optional[str] = None, best_save_name: Optional[str] = None,
             use_clr: Optional[Tuple[float, float]] = None, use_clr_beta: Optional[Tuple[float, ...]] = None,
             metrics: Optional[Sequence[Callable]] = None, callbacks: Optional[Sequence[Callback]] = None,
-            checkpoint_every: Optional[int] = None, resume: bool = False) -> List[float]:
+            checkpoint_every: Optional[int] = None, resume: bool = False, use_wd_sched: bool = False,
+            norm_wds: bool = False, wds_sched_mult: Optional[Callable] = None, use_swa: bool = False,
+            swa_start: int = 1, swa_eval_freq: int = 5) -> List[float]:
         """fastai 0.7's fit: `n_cycle` cycles; without `cycle_len` that is n_cycle epochs at a constant lr.
 
         Args:
@@ -374,10 +391,15 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             callbacks: extra callbacks for this fit only.
             checkpoint_every: write a resumable checkpoint `models/checkpoint.pth` every this many epochs (SaveEvery).
             resume: continue from that checkpoint after its epoch (same arguments required; `callbacks.checkpoint`).
+            use_wd_sched, norm_wds, wds_sched_mult: fastai 0.7's AdamW/SGDW weight decay schedule
+                (`callbacks.weight_decay`): `wds` normalized per cycle and/or multiplied by `wds_sched_mult(sched)`.
+            use_swa, swa_start, swa_eval_freq: stochastic weight averaging into `learn.swa_model` (`callbacks.swa`).
 
         Returns:
             `[valid_loss, *metrics]` of the last epoch (empty when no epoch finished).
         """
+        wd_schedule = weight_decay_callbacks(use_wd_sched, per_group_values(lrs, len(self._layer_groups)), cycle_len,
+                                             cycle_mult, n_cycle, norm_wds, wds_sched_mult)  # checked before changes
         if wds is not None:
             self.set_wds(wds)
         if metrics is not None:
@@ -392,6 +414,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         if best_save_name:
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
         extra += checkpoint_callbacks(checkpoint_every, resume)
+        extra += wd_schedule + swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
         return self._fit(starts[-1], extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),

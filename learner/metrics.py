@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'fbeta', 'f2', 'opt_th',
+__all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'accuracy_multi_np', 'fbeta',
+           'f2', 'opt_th',
            'log_loss', 'precision', 'recall', 'f1', 'mae', 'mse', 'rmse', 'metric_name', 'higher_is_better']
 
 
@@ -47,8 +48,14 @@ def _tensor(x) -> torch.Tensor:
 
 
 def accuracy(preds, targs) -> float:
-    """Fraction of items whose highest-scoring class is the target (single-label)."""
+    """Fraction of items whose highest-scoring class is the target (single-label).
+
+    A TTA stack `(n_aug + 1, N, C)` of log-probabilities, as `learn.TTA()` returns it, is scored on its mean
+    probabilities (the CAM notebook's `accuracy(*learn.TTA())`; the same as `accuracy_np(np.mean(np.exp(p), 0), y)`).
+    """
     preds, targs = _tensor(preds), _tensor(targs)
+    if preds.dim() == 3:
+        preds = preds.float().softmax(dim=-1).mean(0)
     return (preds.argmax(dim=-1) == targs.view(-1)).float().mean().item()
 
 
@@ -80,6 +87,11 @@ def accuracy_multi(preds, targs, thresh: float = 0.5, sigmoid: bool = False) -> 
     """
     predicted, actual = _multi_hot(_tensor(preds), _tensor(targs), thresh, sigmoid)
     return (predicted == actual).float().mean().item()
+
+
+def accuracy_multi_np(preds, targs, thresh: float = 0.5) -> float:
+    """`accuracy_multi` for numpy probabilities (fastai 0.7's name)."""
+    return float(((np.asarray(preds) > thresh) == (np.asarray(targs) > 0.5)).mean())
 
 
 def accuracy_thresh(preds_or_thresh: Union[float, torch.Tensor, np.ndarray] = 0.5, targs=None, thresh: float = 0.5,
@@ -206,5 +218,5 @@ def rmse(preds, targs) -> float:
     return mse(preds, targs) ** 0.5
 
 
-_declare(True, accuracy, accuracy_np, accuracy_multi, accuracy_thresh, precision, recall, fbeta, f1, f2)
+_declare(True, accuracy, accuracy_np, accuracy_multi, accuracy_multi_np, accuracy_thresh, precision, recall, fbeta, f1, f2)
 _declare(False, error_rate, log_loss, mae, mse, rmse)

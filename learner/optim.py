@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 __all__ = ['NORM_TYPES', 'HyperValue', 'per_group_values', 'build_optimizer', 'set_group_values', 'set_momentum',
-           'get_momentum', 'decay_weights', 'group_lrs', 'hyper_state', 'set_hyper_state', 'OptimizerMixin']
+           'get_momentum', 'set_beta', 'decay_weights', 'group_lrs', 'hyper_state', 'set_hyper_state',
+           'OptimizerMixin']
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
               nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.SyncBatchNorm)
@@ -116,6 +117,16 @@ def set_momentum(opt: torch.optim.Optimizer, mom: float) -> None:
             g['momentum'] = mom
 
 
+def set_beta(opt: torch.optim.Optimizer, beta: float) -> None:
+    """Set the second moment's decay of every parameter group: Adam-family `betas[1]`, or RMSprop's `alpha` (fastai
+    0.7's `beta` of a training phase); optimizers with neither are left as they are."""
+    for g in opt.param_groups:
+        if 'betas' in g:
+            g['betas'] = (g['betas'][0], beta)
+        elif 'alpha' in g:
+            g['alpha'] = beta
+
+
 def get_momentum(opt: torch.optim.Optimizer) -> Optional[float]:
     """The momentum (or beta1) of the last parameter group; None when the optimizer has neither."""
     g = opt.param_groups[-1]
@@ -166,10 +177,15 @@ class OptimizerMixin:
 
     def create_opt(self, lrs: HyperValue = 1e-3) -> torch.optim.Optimizer:
         """Build the optimizer: two parameter groups per layer group (see the module docstring), lrs per group."""
-        n_groups = len(self.layer_groups)
-        self.opt = build_optimizer(self.opt_fn, self.layer_groups, per_group_values(lrs, n_groups), self.wds,
-                                   self.decay_bn_bias, extra_module=self.model)
+        self.opt = self.new_optimizer(self.opt_fn, lrs)
         return self.opt
+
+    def new_optimizer(self, opt_fn: Callable, lrs: HyperValue = 1e-3) -> torch.optim.Optimizer:
+        """An optimizer built as `create_opt` builds the learner's, with `opt_fn`, not installed (a training phase
+        switching optimizers installs it)."""
+        n_groups = len(self.layer_groups)
+        return build_optimizer(opt_fn, self.layer_groups, per_group_values(lrs, n_groups), self.wds,
+                               self.decay_bn_bias, extra_module=self.model)
 
     def set_lrs(self, lrs: HyperValue) -> None:
         """Set the lr of every layer group from a float, a list/array (one per group) or a slice."""

@@ -48,16 +48,21 @@ class PredictionMixin:
             tfms = tfms_from_stats(getattr(self.data, 'stats', None), self.data.sz)[1]
         return tfms
 
-    def predict_with_targs(self, is_test: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    def predict_with_targs(self, is_test: bool = False, use_swa: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """`(preds (N, C), y)` numpy for the validation (or test) set, in data-set order. While precompute is on, the
-        head runs on the cached features (the same predictions as the whole model on the validation transforms)."""
-        model, loader = self._loader_of('test' if is_test else 'valid')
+        head runs on the cached features (the same predictions as the whole model on the validation transforms).
+        `use_swa`: with the weights a `use_swa=True` fit averaged (`swa_model`), on the images."""
+        model, loader = self._loader_of('test' if is_test else 'valid', whole_model=use_swa)
+        if use_swa:
+            model = getattr(self, 'swa_model', None)
+            if model is None:
+                raise ValueError('no averaged weights: fit with use_swa=True first (learn.fit(..., use_swa=True))')
         out, y = collect_outputs(model, loader, self.amp_dtype, self.gather)
         return to_predictions(out, self.kind).numpy(), y.numpy()
 
-    def predict(self, is_test: bool = False) -> np.ndarray:
+    def predict(self, is_test: bool = False, use_swa: bool = False) -> np.ndarray:
         """Predictions (N, C) numpy for the validation (or test) set, in data-set order (fastai 0.7)."""
-        return self.predict_with_targs(is_test)[0]
+        return self.predict_with_targs(is_test, use_swa)[0]
 
     def get_preds(self, ds: str = 'valid') -> Tuple[np.ndarray, np.ndarray]:
         """`(probs (N, C), y)` numpy for ds 'valid' or 'test': softmax, or per-class sigmoid for multi-label."""

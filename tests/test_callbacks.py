@@ -199,3 +199,32 @@ def test_early_stopping_remembers_its_patience_across_a_resume(tmp_path):
     learn.fit(0.01, 6, callbacks=[resumed], checkpoint_every=1, resume=True)
     assert (resumed.best_epoch, resumed.stopped_epoch) == (0, 3), 'a fresh counter would stop at epoch 5'
     assert len(learn.recorder.valid_losses) == 4
+
+
+def test_after_cancel_events_run_where_each_cancel_lands(tmp_path):
+    from learner.callbacks.base import CANCEL_EVENTS
+
+    class Cancels(Callback):
+        def after_loss(self):
+            if self.learn.training and self.learn.iter == 1:
+                raise CancelBatch()
+
+        def before_validate(self):
+            if self.learn.epoch == 0:
+                raise CancelValidate()
+
+        def after_epoch(self):
+            if self.learn.epoch == 1:
+                raise CancelFit()
+
+    class CancelLog(Log):
+        pass
+    for event in CANCEL_EVENTS:
+        setattr(CancelLog, event, (lambda e: lambda self: self.seen.append(e))(event))
+    log = CancelLog()
+    _learner(tmp_path).fit(0.01, 5, callbacks=[Cancels(), log])   # Cancels runs first at each event
+    cancels = [e for e in log.seen if e.startswith('after_cancel')]
+    assert cancels == ['after_cancel_batch', 'after_cancel_validate', 'after_cancel_batch', 'after_cancel_fit']
+    first = log.seen.index('after_cancel_batch')
+    assert log.seen[first - 1:first + 2] == ['before_batch', 'after_cancel_batch', 'after_batch']
+    assert log.seen[-2:] == ['after_cancel_fit', 'after_fit']

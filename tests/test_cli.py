@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from learner.cli import default_data_dir
@@ -9,19 +10,29 @@ from learner.cli import default_data_dir
 
 @pytest.mark.slow
 def test_train_then_predict_on_the_embedded_data(tmp_path):
+    """The main job end to end. Its unfrozen phase is made to wreck the model (a head lr of 30): the job must undo
+    it and export the frozen phase's weights, never a model worse than one it had."""
     if not (default_data_dir() / 'train').is_dir():
         pytest.fail(f'the embedded data set is missing from {default_data_dir()}')
     out = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'learner', 'train', '--size', '32', '--epochs', '1', '--unfrozen-epochs', '1',
-           '--lr-find-iters', '20', '--lr', '3e-2', '--tta', '1', '--workers', '0', '--quiet', '--out', str(out)]
+           '--lr-find-iters', '20', '--lr', '3e-2', '--unfrozen-lr', '30', '--tta', '1', '--workers', '0', '--quiet',
+           '--out', str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert 'TTA accuracy' in done.stdout
+    figures = {line[:28].strip(): line[28:].strip() for line in done.stdout.splitlines() if len(line) > 28}
+    frozen, unfrozen = float(figures['frozen accuracy']), float(figures['unfrozen accuracy'])
+    assert unfrozen < frozen, done.stdout   # the wrecking worked ...
+    assert "keeping the frozen phase's weights" in done.stdout and figures['exported phase'] == 'frozen'
+    assert float(figures['final accuracy']) == frozen
     for name in ('model.pth', 'lr_find.png', 'losses.png', 'confusion_matrix.png'):
         assert (out / name).stat().st_size > 0, name
     from learner.export import load_learner
     meta = load_learner(out / 'model.pth').meta  # what `learner serve` shows: export time and validation metrics
     assert meta['exported_at'] and len(meta['validation']['report']['per_class']) == 10
+    cm = np.array(meta['validation']['report']['confusion_matrix'])
+    assert np.trace(cm) / cm.sum() == pytest.approx(frozen, abs=1e-6)   # ... and the export is the frozen model
     final = float(next(line.split()[-1] for line in done.stdout.splitlines() if line.startswith('final accuracy')))
     assert final > 0.3, done.stdout  # 10 classes: chance is 0.1
     image = next(p for p in sorted((default_data_dir() / 'valid').rglob('*')) if p.is_file())
@@ -89,3 +100,4 @@ def test_serve_command_names_a_missing_export(tmp_path):
     done = subprocess.run([sys.executable, '-m', 'learner', 'serve', str(tmp_path / 'nope.pth')],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and 'no export at' in done.stderr and 'nope.pth' in done.stderr
+

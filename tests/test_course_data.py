@@ -99,7 +99,8 @@ def test_ds_items_are_normalized_and_denorm_shows_the_pipeline_images(PATH):
     val_tfms = tfms[1]
     for ds in (data.trn_ds, data.val_ds, data.test_ds):
         shown = ds.denorm(np.stack([ds[i][0] for i in range(3)]))
-        files = [val_tfms(open_image(PATH + ds.fnames[i])).permute(1, 2, 0).numpy() / 255 for i in range(3)]
+        files = [val_tfms(open_image(PATH + ds.fnames[i], target_size=val_tfms.decode_size)).permute(1, 2, 0).numpy()
+                 / 255 for i in range(3)]   # decoded as the pipeline decodes (reduced towards the size it needs)
         assert shown.shape == (3, SZ, SZ, 3) and np.allclose(shown, np.stack(files), atol=1e-5)
     xs, ys = data.val_ds[1:3]                                               # a slice: stacked, as 0.7
     assert xs.shape == (2, 3, SZ, SZ) and ys.tolist() == [0, 1]

@@ -10,17 +10,26 @@ import difflib
 import sys
 from typing import Any, List, Optional, Sequence
 
-__all__ = ['EVENTS', 'Callback', 'CallbackRunner', 'CancelFit', 'CancelValidate', 'CancelBatch',
-           'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS']
+__all__ = ['EVENTS', 'CANCEL_EVENTS', 'ALL_EVENTS', 'Callback', 'CallbackRunner', 'CancelFit', 'CancelValidate', 'CancelBatch',
+           'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS',
+           'ORDER_EPOCH_VALUES']
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_loss', 'before_step', 'after_batch',
           'after_train', 'before_validate', 'after_validate', 'after_epoch', 'after_fit')
 
+# Events that run only when a cancel exception lands, right where it lands (before the after_batch,
+# after_validate or after_fit that follows anyway): a callback that keeps per-batch or per-fit state learns that
+# the batch, the validation or the fit was cut short.
+CANCEL_EVENTS = ('after_cancel_batch', 'after_cancel_validate', 'after_cancel_fit')
+ALL_EVENTS = EVENTS + CANCEL_EVENTS
+
 # Lower runs first at every event. The recorder and the progress display come first, so a callback that cancels
 # at after_batch/after_epoch (EarlyStopping, a user's CancelFit) can never hide that batch or epoch from them;
 # schedules set lr/momentum at before_batch; tracking (SaveBest, EarlyStopping) reads `learn.log`, which the core
-# fills before after_epoch.
+# fills before after_epoch; callbacks that add values of their own to `learn.log` (SWA's swa_loss) do it between the
+# recorder and the display, so the epoch line shows them.
 ORDER_RECORDER = -20
+ORDER_EPOCH_VALUES = -15
 ORDER_PROGRESS = -10
 ORDER_SCHEDULE = 10
 ORDER_DEFAULT = 20
@@ -61,12 +70,13 @@ class Callback:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, value in vars(cls).items():
-            if not callable(value) or name in EVENTS or not name.startswith(_EVENT_PREFIXES):
+            if not callable(value) or name in ALL_EVENTS or not name.startswith(_EVENT_PREFIXES):
                 continue
-            close = difflib.get_close_matches(name, EVENTS, n=1)
+            close = difflib.get_close_matches(name, ALL_EVENTS, n=1)
             hint = f' (did you mean {close[0]!r}?)' if close else ''
             raise TypeError(f'{cls.__name__}.{name} looks like an event handler but is not an event{hint}; '
-                            f'events are {", ".join(EVENTS)}. Rename it, or start its name with "_" if it is a helper')
+                            f'events are {", ".join(ALL_EVENTS)}. Rename it, or start its name with "_" if it is a '
+                            f'helper')
 
     @property
     def name(self) -> str:
@@ -118,7 +128,7 @@ class CallbackRunner:
         for cb in self.callbacks:
             cb.learn = learn
         self._handlers = {e: [(cb, getattr(cb, e)) for cb in self.callbacks
-                              if getattr(type(cb), e, None) is not getattr(Callback, e, None)] for e in EVENTS}
+                              if getattr(type(cb), e, None) is not getattr(Callback, e, None)] for e in ALL_EVENTS}
 
     def __call__(self, event: str) -> None:
         for cb, handler in self._handlers[event]:

@@ -72,11 +72,15 @@ class ProgressCallback(Callback):
             print('  '.join(c.ljust(w) for c, w in zip(cells, self.widths)).rstrip(), flush=True)
 
     def after_epoch(self) -> None:
-        if not self._header_written:
+        if not self._header_written:  # values other callbacks added to the log (SWA's) get columns before 'time'
+            extra = [k for k in self.learn.log if k not in self.names]
+            self.names[-1:-1] = extra
+            self.widths[-1:-1] = [max(len(n), 9) for n in extra]
             self._write(self.names)
             self._header_written = True
         log = self.learn.log
-        self._write([str(log['epoch'])] + [_fmt(log[n]) for n in self.names[1:-1]] + [format_time(log['time'])])
+        self._write([str(log['epoch'])] + [_fmt(log.get(n, math.nan)) for n in self.names[1:-1]]
+                    + [format_time(log['time'])])
         if self.mb is not None:
             self.mb.main_bar.update(self.learn.epoch + 1)
 

@@ -36,7 +36,9 @@ class Recorder(Callback):
     valid loss, metrics, seconds, iterations so far. Also holds the last LR range test (`lr_find_*`).
 
     `learn.sched` is this object, so fastai 0.7's `learn.sched.plot()`, `.plot_lr()`, `.plot_loss()` work. Like 0.7's
-    `sched`, it describes the last fit or LR range test: right after `lr_find()`, `plot_lr()` draws the sweep.
+    `sched`, it describes the last fit or LR range test: right after `lr_find()`, `plot_lr()` draws the sweep; after
+    `fit_opt_sched`, `plot_lr()` marks the phases and `plot()` draws loss against lr (a range test made of phases).
+    0.7's names `iterations`, `momentums`, `val_losses` and `rec_metrics` read the same records.
     """
 
     order = ORDER_RECORDER
@@ -59,6 +61,7 @@ class Recorder(Callback):
         self.metric_names: List[str] = []
         self.times: List[float] = []
         self.epoch_iters: List[int] = []
+        self.phases: Optional[dict] = None  # the phases of a fit_opt_sched fit (PhaseSchedule.phase_marks())
 
     # ------------------------------------------------------------------------------------- events
     def before_fit(self) -> None:
@@ -84,6 +87,8 @@ class Recorder(Callback):
 
     def after_fit(self) -> None:
         self._flush()
+        schedule = next((cb for cb in self.learn.callbacks if callable(getattr(cb, 'phase_marks', None))), None)
+        self.phases = schedule.phase_marks() if schedule is not None else None
 
     def _flush(self) -> None:
         if self._pending:
@@ -103,6 +108,26 @@ class Recorder(Callback):
         """Debiased exponential moving average (beta) of `losses`."""
         return smooth_debiased(self.losses, self.beta)
 
+    @property
+    def iterations(self) -> List[int]:
+        """fastai 0.7's x axis: 1, 2, ... one per training batch recorded."""
+        return list(range(1, len(self.lrs) + 1))
+
+    @property
+    def momentums(self) -> List[Optional[float]]:
+        """fastai 0.7's name of `moms`."""
+        return self.moms
+
+    @property
+    def val_losses(self) -> List[float]:
+        """fastai 0.7's name of `valid_losses`."""
+        return self.valid_losses
+
+    @property
+    def rec_metrics(self) -> List[List[float]]:
+        """fastai 0.7's name of `metrics` (per epoch)."""
+        return self.metrics
+
     # ------------------------------------------------------------------------------------- plots
     def plot_loss(self, n_skip: int = 0, smoothed: bool = True):
         """Training loss per batch (smoothed, and raw in light grey) and valid loss per epoch; returns the Figure."""
@@ -116,15 +141,32 @@ class Recorder(Callback):
         ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()
         return fig
 
-    def plot_lr(self, show_moms: bool = True):
-        """Learning rate (of the last layer group) per batch, and momentum beside it; returns the Figure."""
+    def plot_lr(self, show_text: bool = True, show_moms: bool = True):
+        """Learning rate (of the last layer group) per batch, and momentum beside it; returns the Figure.
+
+        After `fit_opt_sched` (fastai 0.7's phase plot): a dashed red line where each phase hands over to the next,
+        and with `show_text` each phase's optimizer (and its wds and beta) written over it.
+        """
         has_moms = show_moms and any(m is not None for m in self.moms)
         fig, axes = _figure(2 if has_moms else 1)
         axes[0].plot(self.lrs); axes[0].set_xlabel('batch'); axes[0].set_ylabel('learning rate')
         if has_moms:
             axes[1].plot([np.nan if m is None else m for m in self.moms])
             axes[1].set_xlabel('batch'); axes[1].set_ylabel('momentum')
+        if self.phases is not None:
+            for ax in axes:
+                self._mark_phases(ax, show_text)
         return fig
+
+    def _mark_phases(self, ax, show_text: bool) -> None:
+        bounds, labels = self.phases['bounds'], self.phases['labels']
+        low, high = ax.get_ylim()
+        for k, ((start, end), label) in enumerate(zip(bounds, labels)):
+            if k < len(bounds) - 1:
+                ax.plot([end, end], [low, high], color='red', linestyle='dashed')
+            if show_text:
+                ax.text((start + end) / 2, (low + high) / 2, label, ha='center', va='center', fontsize=14, alpha=0.5)
+        ax.set_ylim(low, high)
 
     def plot_metrics(self):
         """Each metric per epoch (one panel each); returns the Figure."""
@@ -153,6 +195,28 @@ class Recorder(Callback):
             ax.legend()
         return fig
 
-    def plot(self, n_skip: int = 10, n_skip_end: int = 5):
-        """fastai 0.7's `learn.sched.plot()`: the LR range test plot (see `plot_lr_find`)."""
-        return self.plot_lr_find(n_skip=n_skip, n_skip_end=n_skip_end)
+    def plot(self, n_skip: int = 10, n_skip_end: int = 5, linear: Optional[bool] = None):
+        """fastai 0.7's `learn.sched.plot()`: loss against lr; returns the Figure.
+
+        After `fit_opt_sched` (a range test made of phases, `stop_div=True`): the smoothed training loss of each
+        batch against its lr, skipping the first `n_skip` and last `n_skip_end` batches, on a log lr axis unless
+        `linear` (default: linear when the last phase's lr decay is LINEAR). Otherwise: the last `lr_find` (see
+        `plot_lr_find`; `linear=True` gives a linear lr axis).
+        """
+        if self.phases is None:
+            fig = self.plot_lr_find(n_skip=n_skip, n_skip_end=n_skip_end)
+            if linear:
+                fig.axes[0].set_xscale('linear'); fig.axes[0].set_xlabel('learning rate')
+            return fig
+        linear = self.phases['linear'] if linear is None else linear
+        fig, (ax,) = _figure()
+        lrs, losses = self.lrs, self.smooth_losses
+        if len(lrs) <= n_skip + n_skip_end:  # a short run: show everything rather than nothing
+            n_skip, n_skip_end = 0, 0
+        ax.plot(lrs[n_skip:len(lrs) - n_skip_end], losses[n_skip:len(losses) - n_skip_end])
+        ax.set_ylabel('loss (smoothed)')
+        if linear:
+            ax.set_xlabel('learning rate')
+        else:
+            ax.set_xscale('log'); ax.set_xlabel('learning rate (log scale)')
+        return fig

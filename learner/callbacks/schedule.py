@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import ORDER_SCHEDULE, Callback
 
-__all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'one_cycle_factor', 'one_cycle_mom',
+__all__ = ['sched_lin', 'sched_cos', 'sched_exp', 'sched_no', 'sched_poly', 'one_cycle_factor', 'one_cycle_mom',
            'sgdr_cycle_starts', 'clr_beta', 'circular_lr', 'ConstantLR', 'OneCycle', 'SGDR', 'CLRBeta', 'CircularLR',
            'fit_schedule']
 
@@ -37,6 +37,12 @@ def sched_exp(start: float, end: float, pos: float) -> float:
 def sched_no(start: float, end: float, pos: float) -> float:
     """Constant `start`."""
     return start
+
+
+def sched_poly(start: float, end: float, pos: float, power: float = 1.0) -> float:
+    """Polynomial from `start` to `end`: `end + (start - end) * (1 - pos) ** power` (power 1 is linear; larger
+    powers fall faster at first, smaller ones stay up longer)."""
+    return end + (start - end) * (1 - pos) ** power
 
 
 def one_cycle_factor(pos: float, div_factor: float, pct_start: float, final_div: float) -> float:

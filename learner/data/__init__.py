@@ -1,4 +1,7 @@
 """Data pipeline: decoding, fastai 0.7 transforms, datasets, device loaders, DataBunch, downloads."""
+from .course_datasets import (ArraysDataset, ArraysIndexDataset, ArraysNhotDataset, DataLoader, FilesArrayDataset,
+                              FilesIndexArrayDataset, FilesIndexArrayRegressionDataset, FilesNhotArrayDataset, ModelData,
+                              split_by_idx)
 from .databunch import DataBunch, ImageClassifierData
 from .datasets import ArrayDataset, BaseDataset, FilesDataset, collate_uint8
 from .external import URLs, DownloadError, download_data, untar_data
@@ -26,6 +29,9 @@ __all__ = [
     'get_cv_idxs',
     # DataBunch
     'DataBunch', 'ImageClassifierData',
+    # fastai 0.7's hand-built data classes
+    'FilesArrayDataset', 'FilesIndexArrayDataset', 'FilesNhotArrayDataset', 'FilesIndexArrayRegressionDataset',
+    'ArraysDataset', 'ArraysIndexDataset', 'ArraysNhotDataset', 'DataLoader', 'ModelData', 'split_by_idx',
     # downloads
     'URLs', 'DownloadError', 'download_data', 'untar_data',
 ]

@@ -3,9 +3,9 @@ from .backbones import (IMAGENET_STATS, BackboneSpec, PretrainedWeightsMissing, 
                         get_backbone, num_features, register_backbone, registered_backbones, split_by_stride,
                         weights_folder)
 from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
-from .heads import HEAD_POOL_LAYERS, AdaptiveConcatPool2d, Flatten, create_head
+from .heads import HEAD_POOL_LAYERS, AdaptiveConcatPool2d, Flatten, Lambda, create_head
 
 __all__ = ['BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
            'create_body', 'body_groups', 'num_features', 'split_by_stride', 'weights_folder', 'IMAGENET_STATS',
-           'AdaptiveConcatPool2d', 'Flatten', 'create_head', 'HEAD_POOL_LAYERS',
+           'AdaptiveConcatPool2d', 'Flatten', 'Lambda', 'create_head', 'HEAD_POOL_LAYERS',
            'EfficientNetLite', 'efficientnet_lite0']

@@ -38,7 +38,7 @@ from torchvision.models import WeightsEnum
 
 from . import efficientnet_lite
 
-__all__ = ['BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'create_body',
+__all__ = ['BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'build_pretrained', 'create_body',
            'body_groups', 'num_features', 'split_by_stride', 'registered_backbones', 'weights_folder',
            'IMAGENET_STATS']
 
@@ -146,6 +146,8 @@ def get_backbone(f: Union[str, Callable, BackboneSpec]) -> BackboneSpec:
             return _REGISTRY[name]
         raise KeyError(f'unknown backbone {f!r}: expected one of {registered_backbones()} or an alias '
                        f'{sorted(_ALIASES)}; register your own with register_backbone(BackboneSpec(...))')
+    if callable(f) and f not in _BY_BUILDER:  # a wrapper of a builder (`learner.models.archs.resnet34`) is the builder
+        f = getattr(f, '__wrapped__', f)
     if callable(f) and f in _BY_BUILDER:
         return _REGISTRY[_BY_BUILDER[f]]
     raise KeyError(f'{getattr(f, "__name__", f)!r} is not a registered backbone builder: pass a name such as '
@@ -188,6 +190,15 @@ def _load_weights(spec: BackboneSpec, model: nn.Module) -> None:
     if spec.state_dict_hook is not None:
         state = spec.state_dict_hook(state)
     model.load_state_dict(state, strict=True)
+
+
+def build_pretrained(spec: Union[str, Callable, BackboneSpec]) -> nn.Module:
+    """The whole model (classifier included) with the spec's pretrained weights, loaded offline as `create_body`
+    loads them (fastai 0.7's `arch(True)`, e.g. `m = resnet34(True)` in the CAM notebook)."""
+    spec = get_backbone(spec)
+    model = spec.builder()
+    _load_weights(spec, model)
+    return model
 
 
 def create_body(spec: Union[str, Callable, BackboneSpec], pretrained: bool = True, xtra_cut: int = 0) -> nn.Sequential:
@@ -328,7 +339,7 @@ def _register_torchvision(names: Sequence[str], cut, aliases: dict[str, Sequence
 
 _register_torchvision(['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'], cut=-2)
 _register_torchvision(['resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d'], cut=-2,
-                      aliases={'resnext50_32x4d': ['resnext50'], 'resnext101_32x8d': ['resnext101_32'],
+                      aliases={'resnext50_32x4d': ['resnext50'], 'resnext101_32x8d': ['resnext101_32', 'resnext101'],
                                'resnext101_64x4d': ['resnext101_64']})
 _register_torchvision(['wide_resnet50_2', 'wide_resnet101_2'], cut=-2, aliases={'wide_resnet50_2': ['wrn']})
 _register_torchvision(['vgg11', 'vgg13', 'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn', 'vgg19_bn'],

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ['AdaptiveConcatPool2d', 'Flatten', 'create_head', 'HEAD_POOL_LAYERS']
+__all__ = ['AdaptiveConcatPool2d', 'Flatten', 'Lambda', 'create_head', 'HEAD_POOL_LAYERS']
 
 HEAD_POOL_LAYERS = 2  # head[:2] = pool + flatten: what precompute runs once; head[2:] trains on its output
 
@@ -42,6 +42,18 @@ class Flatten(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)
+
+
+class Lambda(nn.Module):
+    """A function as a layer, `Lambda(lambda x: x.view(x.size(0), -1))` (fastai 0.7's `Lambda`); it has no
+    parameters, and a model holding a lambda cannot be pickled (its state dict saves as usual)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
 
 
 def _dropouts(ps: Union[float, Sequence[float], None], n_xtra: int) -> list[float]:
