@@ -27,7 +27,7 @@ setup(
                  'sqlalchemy>=2.0', 'psycopg[binary]>=3.1',
                  # fastai 0.7 course code's `metrics.log_loss` (the star import's scikit-learn metrics)
                  'scikit-learn>=1.0'],
-        'course': ['scikit-learn>=1.0', 'ipython'],  # what 0.7's star import also gave: sklearn's metrics, FileLink
+        'course': ['scikit-learn>=1.0', 'ipython', 'pandas'],  # what 0.7's star import also gave: sklearn's metrics, FileLink
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         # `learner studio`: the prediction service's stack, a database layer (SQLite built in, PostgreSQL through
         # psycopg), the client's HTTP library, and the default backbone's ImageNet weights (works offline)

@@ -14,7 +14,7 @@ from .learner import Learner
 from .metrics import accuracy, accuracy_thresh
 from .models.backbones import BackboneSpec, body_groups, create_body, get_backbone, num_features
 from .models.heads import HEAD_POOL_LAYERS, create_head
-from .precompute import PrecomputedFeatures
+from .precompute import PrecomputedFeatures, check_precomputable
 
 __all__ = ['ConvnetBuilder', 'ConvLearner']
 
@@ -149,6 +149,7 @@ class ConvLearner(Learner):
             reason = 'a custom head' if self.custom_head else 'an unfrozen body'
             raise ValueError(f'precompute=True cannot be used with {reason}: the cached activations would go stale. '
                              'Call learn.freeze() first (and use the default head)')
+        check_precomputable(self.data)
         if self.precomputed is None:
             self.precomputed = PrecomputedFeatures(self)
 

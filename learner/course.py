@@ -27,36 +27,40 @@ __all__ = ['to_np', 'T', 'V', 'VV', 'to_gpu', 'plots', 'plots_from_files', 'plot
 
 
 def to_np(x: Any) -> Any:
-    """A tensor as a numpy array (lists and tuples of tensors element-wise), as fastai 0.7's `to_np`."""
+    """A tensor as a numpy array (lists and tuples of tensors element-wise), half precision as float32, as fastai
+    0.7's `to_np`."""
     if isinstance(x, (list, tuple)):
         return type(x)(to_np(o) for o in x)
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     return to_numpy(x)
 
 
-def T(a: Any) -> torch.Tensor:
-    """An array as a tensor on the default device: integers as int64, floats as float32 (fastai 0.7's `T`)."""
-    if isinstance(a, torch.Tensor):
-        return a.to(default_device())
-    arr = np.ascontiguousarray(a)
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.int64)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32)
-    return torch.from_numpy(arr).to(default_device())
+def T(a: Any, half: bool = False, cuda: bool = True) -> torch.Tensor:
+    """An array as a tensor: integers as int64, floats as float32 (float16 with `half`), on the default device
+    unless `cuda=False` (fastai 0.7's `T(a, half=False, cuda=True)`)."""
+    if not isinstance(a, torch.Tensor):
+        arr = np.ascontiguousarray(a)
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.int64)
+        elif np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float16 if half else np.float32)
+        a = torch.from_numpy(arr)
+    return a.to(default_device()) if cuda else a
 
 
-def V(x: Any, requires_grad: bool = False) -> Any:
+def V(x: Any, requires_grad: bool = False, volatile: bool = False) -> Any:
     """fastai 0.7's `V`: `T(x)` (lists element-wise), optionally tracking gradients. Variables are plain tensors
-    in today's PyTorch."""
+    in today's PyTorch; `volatile` (0.7's "no gradients") is accepted and means what requires_grad=False means."""
     if isinstance(x, (list, tuple)):
-        return type(x)(V(o, requires_grad) for o in x)
+        return type(x)(V(o, requires_grad, volatile) for o in x)
     t = T(x)
-    return t.float().requires_grad_() if requires_grad else t
+    return t.float().requires_grad_() if requires_grad and not volatile else t
 
 
 def VV(x: Any) -> Any:
     """fastai 0.7's `VV` (a volatile Variable): `V(x)` without gradients."""
-    return V(x, requires_grad=False)
+    return V(x, requires_grad=False, volatile=True)
 
 
 def to_gpu(x: Any) -> Any:

@@ -9,6 +9,7 @@ The other methods come from one mixin per job (see the package docstring).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -225,7 +226,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         self.fit_stage = stage or self.stage()   # builds the precompute cache, if any, before the first bar
         if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
             self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
-        self.n_iter, n_whole = fit_length(n_epochs, len(self.fit_stage.train))
+        self.n_batches = len(self.fit_stage.train)   # per epoch (a phased fit may switch data later)
+        self.n_iter, n_whole = fit_length(n_epochs, self.n_batches)
         if self.n_iter == 0:   # a fit of no epochs: nothing runs, no callback is called
             self.fit_stage = None
             return []
@@ -389,7 +391,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         Args:
             lrs: lr per layer group: a float, a list/array (one per group) or `slice(lo, hi)`.
             n_cycle: number of cycles (epochs when `cycle_len` is None).
-            wds: decoupled weight decay per layer group (kept for later fits).
+            wds: decoupled weight decay per layer group for this fit only (fastai 0.7); the learner's own `wd`/`wds`
+                apply again after it.
             cycle_len: epochs of the first cycle; turns on SGDR (cosine annealing per batch from lrs to 0, restarting
                 at each cycle). Total epochs = cycle_len * (1 + cycle_mult + ... + cycle_mult**(n_cycle-1)).
             cycle_mult: growth of the cycle length after each restart.
@@ -413,8 +416,6 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
                                              cycle_mult, n_cycle, norm_wds, wds_sched_mult)  # checked before changes
         if isinstance(n_cycle, bool) or not isinstance(n_cycle, (int, np.integer)) or n_cycle < 0:
             raise ValueError(f'n_cycle must be a whole number of cycles >= 0, got {n_cycle!r}')
-        if wds is not None:
-            self.set_wds(wds)
         if metrics is not None:
             self.metrics = list(metrics)
         base = per_group_values(lrs, len(self._layer_groups))
@@ -428,7 +429,21 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
         extra += checkpoint_callbacks(checkpoint_every, resume)
         extra += wd_schedule + swa_callbacks(self, use_swa, swa_start, swa_eval_freq)
-        return self._fit(starts[-1], extra + list(callbacks or []))
+        with self._wds_for_this_fit(wds):
+            return self._fit(starts[-1], extra + list(callbacks or []))
+
+    @contextlib.contextmanager
+    def _wds_for_this_fit(self, wds: Any):
+        """Weight decay `wds` (None: the learner's own) for one fit, the learner's own put back after it."""
+        if wds is None:
+            yield
+            return
+        own = self.wds
+        self.set_wds(wds)
+        try:
+            yield
+        finally:
+            self.set_wds(own)
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
                       div_factor: float = 25., pct_start: float = 0.3, final_div: Optional[float] = None,
@@ -441,13 +456,12 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         Example:
             >>> learn.fit_one_cycle(3, max_lr=slice(1e-4, 1e-2))
         """
-        if wd is not None:
-            self.set_wds(wd)
         max_lrs = per_group_values(max_lr, len(self._layer_groups))
         if self.opt is None:
             self.create_opt(max_lrs)
-        return self._fit(n_epochs, [OneCycle(max_lrs, moms, div_factor, pct_start, final_div),
-                                    *checkpoint_callbacks(checkpoint_every, resume), *(callbacks or [])])
+        with self._wds_for_this_fit(wd):
+            return self._fit(n_epochs, [OneCycle(max_lrs, moms, div_factor, pct_start, final_div),
+                                        *checkpoint_callbacks(checkpoint_every, resume), *(callbacks or [])])
 
     def fit_sgdr(self, n_cycles: int, cycle_len: float, max_lr: Any, cycle_mult: float = 2,
                  callbacks: Optional[Sequence[Callback]] = None, checkpoint_every: Optional[int] = None,

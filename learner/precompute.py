@@ -45,7 +45,7 @@ from torch import nn
 from .core import Stage, is_writable, lone_last_batch, rng_state, set_rng_state, user_cache_dir
 from .distributed import main_first
 
-__all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
+__all__ = ['ActivationCache', 'PrecomputedFeatures', 'check_precomputable', 'CachedFeatureLoader', 'key_digest', 'cache_root']
 
 _DTYPES = {'float32': ('f32', np.float32), 'float16': ('f16', np.float16)}
 
@@ -311,6 +311,15 @@ def _weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()[:24]
 
 
+def check_precomputable(data: Any) -> None:
+    """Refuse data the cache cannot be keyed by (a 0.7 `ModelData` over any loaders), saying what to use instead."""
+    missing = [name for name in ('loader', 'fingerprint', 'tfms_signature') if not callable(getattr(data, name, None))]
+    if missing:
+        raise TypeError(f"precompute=True caches activations keyed by the data's files and transforms, but this "
+                        f'{type(data).__name__} has no {", ".join(missing)}: build the data with '
+                        'ImageClassifierData.from_paths/from_csv/from_arrays, or train without precompute')
+
+
 class PrecomputedFeatures:
     """The activations of `features = pool(body(x))` for every split of the learner's data, with the validation
     transforms (augmentation has no effect on cached features), and the head that trains on them.
@@ -340,6 +349,7 @@ class PrecomputedFeatures:
 
     def key(self) -> dict:
         """Everything the cached activations depend on (hashing the body's weights takes ~10 ms per 4M params)."""
+        check_precomputable(self.data)
         body, _, _, identity = self.owner.feature_parts()
         splits = ['train', 'valid'] + (['test'] if getattr(self.data, 'test_dl', None) is not None else [])
         return {**identity, 'body': _weights_digest(body), 'tfms': self.data.tfms_signature(),

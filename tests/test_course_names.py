@@ -192,3 +192,62 @@ def test_the_darknet_notebooks_training_cell(tmp_path):
     val_loss, acc = learn.fit(1.3, 1, wds=1e-4, cycle_len=2, use_clr_beta=(20, 20, 0.95, 0.85))
     assert np.isfinite(val_loss) and 0 <= acc <= 1
     assert learn.sched.moms[0] == pytest.approx(0.95) and min(learn.sched.moms) == pytest.approx(0.85, abs=0.01)
+
+
+def test_V_T_and_to_np_take_the_arguments_0_7_code_passes():
+    V, T, to_np = NS['V'], NS['T'], NS['to_np']
+    x = np.arange(6, dtype=np.float64).reshape(2, 3)
+    assert T(x, cuda=False).dtype == torch.float32 and T(x, half=True, cuda=False).dtype == torch.float16
+    assert T(np.arange(3), cuda=False).dtype == torch.int64
+    assert not V(x, volatile=True).requires_grad and V(x, True).requires_grad and not V(x, True, True).requires_grad
+    assert to_np(torch.ones(2, dtype=torch.float16)).dtype == np.float32   # 0.7 turned half into float
+
+
+def test_sched_plot_loss_skips_at_both_ends_as_0_7(tmp_path):
+    learn = vector_learner(tmp_path)
+    learn.fit(0.01, 3)   # 12 batches
+    ax = learn.sched.plot_loss(2, 3).axes[0]
+    assert list(ax.lines[0].get_xdata()) == list(range(2, 9))
+
+
+def test_denorm_shows_the_pixels_the_transforms_give(tmp_path):
+    from learner import DataBunch, imagenet_stats, tfms_from_stats
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
+    data = DataBunch.from_arrays(tmp_path, (x, np.arange(4) % 2), (x, np.arange(4) % 2),
+                                 tfms=tfms_from_stats(imagenet_stats, 16))
+    pixels = data.val_ds.tfms(x[0])                       # 0.7 code: val_tfms(open_image(fn))
+    assert np.allclose(data.val_ds.denorm(pixels[None])[0], x[0] / 255.0)
+    assert np.allclose(data.val_ds.denorm(data.val_ds[0][0])[0], x[0] / 255.0, atol=1e-5)   # normalized: as before
+
+
+def test_a_0_7_style_callback_object_is_told_what_to_rename(tmp_path):
+    class Plain:
+        def on_epoch_end(self, metrics):
+            pass
+    with pytest.raises(TypeError, match='on_epoch_end -> after_epoch'):
+        vector_learner(tmp_path).fit(0.01, 1, callbacks=[Plain()])
+
+
+def test_fit_wds_is_for_that_fit_only_as_in_0_7(tmp_path):
+    learn = vector_learner(tmp_path, wd=1e-4)
+    seen = []
+
+    class Spy(learner.Callback):
+        def after_batch(self):
+            if self.learn.training:
+                seen.append(self.learn.opt.param_groups[0]['wd'])
+    learn.fit(1e-2, 1, wds=1e-2, callbacks=[Spy()])
+    learn.fit(1e-2, 1, callbacks=[Spy()])
+    assert seen[:4] == [pytest.approx(1e-2)] * 4 and seen[4:] == [pytest.approx(1e-4)] * 4
+    learn.fit_one_cycle(1, 1e-2, wd=0.3, callbacks=[Spy()])
+    assert seen[8:] == [pytest.approx(0.3)] * 4 and list(learn.wds) == [pytest.approx(1e-4)] * len(learn.wds)
+
+
+def test_precompute_on_data_it_cannot_key_says_what_to_use(tmp_path):
+    from learner import ArraysIndexDataset, ConvLearner, DataLoader, ModelData
+    x = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8).astype(np.float32) / 255
+    ds = ArraysIndexDataset(x, np.arange(8) % 2)
+    data = ModelData(tmp_path, DataLoader(ds, batch_size=4), DataLoader(ds, batch_size=4))
+    with pytest.raises(TypeError, match='ModelData has no .*without precompute'):
+        ConvLearner.pretrained('efficientnet_lite0', data, precompute=True, progress=False)

@@ -225,3 +225,55 @@ def test_bad_phases_are_refused_with_what_to_do(tmp_path):
         TrainingPhase(epochs=0)
     with pytest.raises(TypeError, match='TrainingPhase'):
         learn.fit_opt_sched([dict(epochs=1)])
+
+
+class _StopAtEpoch(Callback):
+    def __init__(self, epoch):
+        self.stop_epoch = epoch
+
+    def before_epoch(self):
+        if self.learn.epoch == self.stop_epoch:
+            raise KeyboardInterrupt
+
+
+def _weights(learn):
+    return [p.detach().clone() for p in learn.model.parameters()]
+
+
+@pytest.mark.parametrize('kind', ['fractional', 'switch optimizer', 'switch data'])
+def test_an_interrupted_phased_fit_resumes_to_the_uninterrupted_weights(tmp_path, kind):
+    """Phases of 1.5 and 1 epochs (one sharing an epoch), SGD then Adam (resumed inside the Adam phase, its state
+    restored), and two data sets: interrupted after a checkpoint, resumed, they end where one run ends."""
+    from learner.callbacks.checkpoint import ResumeFromCheckpoint, SaveEvery
+    second = optim.Adam if kind == 'switch optimizer' else optim.SGD
+    phases = [TrainingPhase(epochs=1.5, opt_fn=optim.SGD, lr=(1e-2, 1e-3), lr_decay=DecayType.COSINE),
+              TrainingPhase(epochs=2 if kind == 'switch optimizer' else 1, opt_fn=second, lr=1e-3,
+                            lr_decay=DecayType.LINEAR, momentum=0.9 if second is optim.SGD else None)]
+
+    def run(callbacks, learn=None):   # fresh data each time: its loader's generator starts from its seed
+        data1, data2 = _image_data(tmp_path, 16, 24, 8, 0), _image_data(tmp_path, 16, 32, 8, 1)   # 3, 4 batches
+        if learn is None:
+            torch.manual_seed(0)
+            learn = Learner.from_model_data(tiny_cnn(2), data1, progress=False, path=tmp_path)
+        else:
+            learn.set_data(data1)
+        torch.manual_seed(1)
+        try:
+            learn.fit_opt_sched(phases, data_list=[data1, data2] if kind == 'switch data' else None,
+                                callbacks=callbacks)
+        except KeyboardInterrupt:
+            pass
+        return learn
+
+    whole = _weights(run([]))
+    learn = run([SaveEvery(1, name='ckpt'), _StopAtEpoch(2)])
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, _weights(learn))), 'it was interrupted'
+    run([ResumeFromCheckpoint('ckpt')], learn)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, _weights(learn))), kind
+
+
+def test_a_phased_fit_that_fails_before_it_starts_shows_the_real_error(tmp_path):
+    from learner.callbacks.checkpoint import ResumeFromCheckpoint
+    learn = vector_learner(tmp_path)
+    with pytest.raises(FileNotFoundError, match='checkpoint_every'):
+        learn.fit_opt_sched([TrainingPhase(epochs=1, lr=1e-2)], callbacks=[ResumeFromCheckpoint('missing')])

@@ -133,6 +133,19 @@ def _note(err: BaseException, text: str) -> None:
         err.args = (f'{err.args[0]} ({text})',) + err.args[1:]
 
 
+#: fastai 0.7's callback methods and the events that replace them here.
+_07_EVENTS = {'on_train_begin': 'before_fit', 'on_epoch_begin': 'before_epoch', 'on_batch_begin': 'before_batch',
+              'on_batch_end': 'after_batch', 'on_epoch_end': 'after_epoch', 'on_train_end': 'after_fit'}
+
+
+def _not_a_callback(cb: Any) -> str:
+    """What to do with an object passed as a callback that is not a `Callback`."""
+    old = [f'{name} -> {event}' for name, event in _07_EVENTS.items() if callable(getattr(cb, name, None))]
+    hint = f' (fastai 0.7 names: rename {", ".join(old)})' if old else ''
+    return (f'{type(cb).__name__} is not a learner Callback: subclass learner.Callback and name its methods after '
+            f'the events ({", ".join(EVENTS)}){hint}')
+
+
 class CallbackRunner:
     """The callbacks of one fit, sorted by `order`, and the dispatch of events to them.
 
@@ -147,6 +160,9 @@ class CallbackRunner:
 
     def __init__(self, cbs: Sequence[Callback] = (), learn: Any = None):
         self.learn = learn
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(_not_a_callback(cb))
         self.callbacks: List[Callback] = sorted(cbs, key=lambda cb: cb.order)
         for cb in self.callbacks:
             cb.learn = learn

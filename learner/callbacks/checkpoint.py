@@ -8,7 +8,7 @@ A checkpoint is a dict of plain data (tensors, numbers, strings, lists, tuples, 
     model, opt, scaler       state dicts
     epoch, n_epochs          index of the epoch just completed, and the fit's total epochs (begun)
     n_iter                   training batches of the whole fit (fractional fits end part-way through an epoch)
-    train_iter, n_batches    training batches done so far, and batches per epoch
+    train_iter, n_batches    training batches done so far, and batches per epoch (of the fit's first data)
     schedule                 the schedule callback's `describe()` (kind and arguments), or None
     log, recorder            the last epoch's log and the recorder's history so far
     callbacks                each callback's `state_dict()` (EarlyStopping's patience, SaveBest's best), by
@@ -138,7 +138,7 @@ class SaveEvery(Callback):
                 'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(),
                 'scaler': learn.scaler.state_dict(),
                 'epoch': int(learn.epoch), 'n_epochs': int(learn.n_epochs),
-                'train_iter': int(learn.train_iter), 'n_batches': len(learn.fit_stage.train),
+                'train_iter': int(learn.train_iter), 'n_batches': int(learn.n_batches),
                 'n_iter': int(learn.n_iter),
                 'schedule': _describe_schedule(learn), 'callbacks': _callback_states(learn),
                 'log': {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in learn.log.items()},
@@ -150,7 +150,9 @@ class ResumeFromCheckpoint(Callback):
     """At the start of a fit, load `<name>.pth` written by `SaveEvery`, check that it belongs to this fit, restore
     the model, optimizer, recorder and random states, and make the loop start after the saved epoch.
 
-    Runs after the recorder's reset and before the schedule, so the schedule starts from the restored iteration.
+    Runs after the recorder's reset and after the schedule has planned the fit (a phased fit knows its length only
+    then); the schedule is then positioned at the restored iteration before the optimizer state is loaded, so a
+    schedule that switched optimizers resumes with the optimizer (and state) of that iteration.
 
     Raises:
         FileNotFoundError: no such checkpoint (run the fit with `checkpoint_every=...` first).
@@ -159,7 +161,7 @@ class ResumeFromCheckpoint(Callback):
         UnsafeCheckpointError: the file holds anything but plain data (see `safe_torch_load`).
     """
 
-    order = ORDER_SCHEDULE - 5
+    order = ORDER_SCHEDULE + 2   # after the lr schedule and a weight-decay schedule have planned the fit
 
     def __init__(self, name: str = 'checkpoint'):
         self.fname = name
@@ -176,6 +178,9 @@ class ResumeFromCheckpoint(Callback):
                                           f'write one with checkpoint_every=... or the SaveEvery callback')
         self._check_same_fit(state, file)
         learn.model.load_state_dict(state['model'])
+        schedule = _fit_schedule(learn)
+        if schedule is not None and callable(getattr(schedule, 'position', None)):
+            schedule.position(state['train_iter'])
         try:
             learn.opt.load_state_dict(state['opt'])
         except ValueError as err:
@@ -203,7 +208,7 @@ class ResumeFromCheckpoint(Callback):
     def _check_same_fit(self, state: dict, file: Path) -> None:
         learn = self.learn
         here = {'processes': distributed.world_size(), 'total epochs': learn.n_epochs,
-                'batches per epoch': len(learn.fit_stage.train), 'total batches': learn.n_iter,
+                'batches per epoch': learn.n_batches, 'total batches': learn.n_iter,
                 'schedule': _describe_schedule(learn)}
         saved = {'processes': state.get('world_size', 1), 'total epochs': state['n_epochs'],
                  'batches per epoch': state['n_batches'],

@@ -251,9 +251,11 @@ class PhaseSchedule(_PerBatchSchedule):
     def describe(self) -> dict:
         return {'kind': self.name, 'phases': [repr(p) for p in self.phases], 'cut': [float(c) for c in self.cut]}
 
-    def phase_marks(self) -> dict:
+    def phase_marks(self) -> Optional[dict]:
         """For the recorder's plots: each phase's (start, end) iteration and label, and whether the last phase's lr
-        was linear (0.7's `sched.plot()` then uses a linear axis)."""
+        was linear (0.7's `sched.plot()` then uses a linear axis); None when the fit ended before it was planned."""
+        if getattr(self, 'plan', None) is None:
+            return None
         return {'bounds': list(zip(self.plan.starts, self.plan.ends)), 'labels': [p.label() for p in self.phases],
                 'linear': self.phases[-1].lr_decay == DecayType.LINEAR}
 

@@ -129,13 +129,16 @@ class Recorder(Callback):
         return self.metrics
 
     # ------------------------------------------------------------------------------------- plots
-    def plot_loss(self, n_skip: int = 0, smoothed: bool = True):
-        """Training loss per batch (smoothed, and raw in light grey) and valid loss per epoch; returns the Figure."""
+    def plot_loss(self, n_skip: int = 0, n_skip_end: int = 0, smoothed: bool = True):
+        """Training loss per batch (smoothed, and raw in light grey) and valid loss per epoch, leaving out the first
+        `n_skip` and the last `n_skip_end` batches (fastai 0.7's `sched.plot_loss(n_skip, n_skip_end)`); returns
+        the Figure."""
         fig, (ax,) = _figure()
         raw = self.losses
-        ax.plot(range(n_skip, len(raw)), raw[n_skip:], color='0.75', label='train (batch)')
+        end = len(raw) - n_skip_end
+        ax.plot(range(n_skip, end), raw[n_skip:end], color='0.75', label='train (batch)')
         if smoothed and raw:
-            ax.plot(range(n_skip, len(raw)), self.smooth_losses[n_skip:], label='train (smoothed)')
+            ax.plot(range(n_skip, end), self.smooth_losses[n_skip:end], label='train (smoothed)')
         if self.valid_losses:
             ax.plot(self.epoch_iters, self.valid_losses, 'o-', label='valid')
         ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend()

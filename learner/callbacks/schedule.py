@@ -107,6 +107,11 @@ class _PerBatchSchedule(Callback):
         if self.learn.training:
             self._apply(self.learn.train_iter)
 
+    def position(self, it: int) -> None:
+        """Put the optimizer where the schedule has it at iteration `it` (a resumed fit, before its optimizer state is
+        loaded: a schedule that switches optimizers builds the one that iteration uses)."""
+        self._apply(it)
+
     def _apply(self, it: int) -> None:
         factor, mom = self._at(it)
         self.learn.set_lrs(self.base_lrs * factor)

@@ -58,10 +58,17 @@ class Normalize:
         return x.to(torch.float32).mul_(scale).add_(bias)
 
     def denorm(self, x: Any) -> np.ndarray:
-        """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) floats in [0, 1]."""
+        """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) floats in [0, 1].
+
+        uint8 pixels (what the transforms give, `val_tfms(open_image(f))`) are not normalized yet: they are only
+        scaled to [0, 1], so `data.val_ds.denorm(val_tfms(open_image(f))[None])` shows the image, as in fastai 0.7
+        whose transforms returned normalized floats."""
+        is_pixels = (x.dtype == torch.uint8) if isinstance(x, torch.Tensor) else (np.asarray(x).dtype == np.uint8)
         arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
         if arr.ndim == 3:
             arr = arr[None]
+        if is_pixels:
+            return np.moveaxis(arr, 1, -1) / 255.0
         arr = np.moveaxis(arr, 1, -1) * self.std.astype(np.float32) + self.mean.astype(np.float32)
         return np.clip(arr, 0.0, 1.0)
 
