@@ -18,7 +18,7 @@ from learner.export import load_learner, validation_summary  # noqa: E402
 from learner.interpret import threshold_counts, validation_report  # noqa: E402
 from learner.persistence import atomic_torch_save, safe_torch_load  # noqa: E402
 from learner.serve import ServeConfig, create_app  # noqa: E402
-from learner.serve.batcher import Batcher, QueueFull  # noqa: E402
+from learner.serve.batcher import Batcher, NeverFits, QueueFull  # noqa: E402
 
 CLASSES = sorted(COLORS)
 
@@ -236,8 +236,13 @@ def test_batcher_groups_waiting_requests_and_survives_model_errors():
         with pytest.raises(RuntimeError, match='model failed'):
             await batcher.predict([np.full((2, 2, 3), 255, np.uint8)])
         assert (await batcher.predict([ok])).shape == (1, 2)  # the worker is still there
-        with pytest.raises(QueueFull, match='max_queue=10'):
+        with pytest.raises(NeverFits, match='max_queue=10'):  # more than the queue can ever hold: a 413
             await batcher.predict([ok] * 11)
+        waiting = asyncio.ensure_future(batcher.predict([ok] * 10))
+        await asyncio.sleep(0)  # its images are queued; the model takes at most 4 of them at once
+        with pytest.raises(QueueFull, match='max_queue=10'):  # busy now, fine later: a 503
+            await batcher.predict([ok] * 5)
+        assert (await waiting).shape == (10, 2)
         await batcher.aclose()
 
     asyncio.run(run())
