@@ -6,10 +6,10 @@ every process at the same batch is checked on its own with `learner.launch`."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +68,8 @@ def _job(studio: Studio, job_id: int) -> dict:
 def _training(studio: Studio, job_id: int, min_epoch: int = 1) -> bool:
     job = _job(studio, job_id)
     progress = job['progress'] or {}
-    return (job['status'] == 'running' and progress.get('phase') == 'training' and (progress.get('epoch') or 0) >= min_epoch
-            and len(progress.get('processes') or []) == 2)
+    return (job['status'] == 'running' and progress.get('phase') == 'training'
+            and (progress.get('epoch') or 0) >= min_epoch and len(progress.get('processes') or []) == 2)
 
 
 def _ranks(job: dict) -> list:
@@ -317,5 +317,27 @@ def test_a_killed_process_then_a_killed_worker_fail_their_jobs_and_the_next_trai
         assert ended['status'] == 'succeeded', ended
         assert ended['progress']['iteration'] == 1
         wait_for(lambda: not any(map(_alive, _ranks(ended))), timeout=60, what='its processes to exit')
+    finally:
+        studio.close()
+
+
+@pytest.mark.slow
+def test_an_error_in_one_process_fails_the_job_with_that_error(tmp_path):
+    studio = _open(tmp_path / 'studio')
+    try:
+        project_id = _colour_project(studio)
+        job = queue_job(studio.store, project_id, options={'n_procs': 2, 'epochs': 3, 'num_workers': 0})
+        with studio.store.read() as conn:
+            lost = next(item for item in snapshot(conn, job['id']) if item['split'] == 'train')
+        studio.blobs.path(lost['sha256']).unlink()          # an image file lost from the shared folder
+        done = run_worker_once(studio.dirs.root)
+        assert done.returncode == 0, done.stderr
+        failed = _job(studio, job['id'])
+        assert failed['status'] == 'failed', failed
+        # the first error (every process fingerprints the files for the feature cache: either may be first), not
+        # the connection errors it then sets off in the other process
+        assert re.match(r"training process [01] of 2 failed: FileNotFoundError: .*No such file or directory: '.*"
+                        + lost['sha256'], failed['error']), failed['error']
+        assert not any(map(_alive, _ranks(failed) + [failed['progress']['launcher_pid']]))
     finally:
         studio.close()

@@ -71,6 +71,11 @@ class JobReporter:
             set_progress(self.store, self.job_id, dict(self.state))
             self._last_write = now
 
+    def note(self, **fields) -> None:
+        """Add fields to the progress (e.g. the processes of an N-process job) and write it now."""
+        self.state.update(fields)
+        self._write(force=True)
+
     def phase(self, name: str, n_epochs: Optional[int] = None) -> None:
         self.state.update(phase=name, epoch=None, n_epochs=n_epochs, batch=None, n_batches=None, eta_s=None)
         self._fit_started = time.monotonic()

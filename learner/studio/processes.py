@@ -36,15 +36,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 __all__ = ['machine_processes', 'train_on_processes', 'ProcessReporter', 'launch_main', 'train_main', 'main']
 
-DB_ENV = 'LEARNER_STUDIO_DB'           # the database URL, given to the processes by environment, never on a command line
+DB_ENV = 'LEARNER_STUDIO_DB'           # the database URL, passed by environment: never on a command line
 SPEC_FILE, CANCEL_FILE, OUTCOME_FILE, FAILURES_FILE = 'job.json', 'cancel', 'outcome.json', 'failures.json'
 ERRORS_DIR = 'errors'
 WATCH_S = 0.5                          # how often a launcher or a process looks for its parent
 STOP_GRACE_S = 30.0                    # after SIGTERM, how long torchrun may take to stop its processes
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
 def machine_processes() -> Tuple[int, str]:
@@ -54,8 +59,7 @@ def machine_processes() -> Tuple[int, str]:
     n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n_gpus:
         return n_gpus, f'{n_gpus} GPU(s)'
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return cores, f'{cores} CPU core(s) and no GPU'
+    return _cores(), f'{_cores()} CPU core(s) and no GPU'
 
 
 # ------------------------------------------------------------------------------------------------ the worker's side
@@ -87,7 +91,7 @@ def _environment(db_url: str, n_procs: int) -> dict:
                                                                 'MASTER_PORT', 'LOCAL_WORLD_SIZE', 'GROUP_RANK')}
     env[DB_ENV] = db_url
     if 'OMP_NUM_THREADS' not in env:   # the cores shared out (torchrun would set 1 and warn)
-        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // n_procs))
+        env['OMP_NUM_THREADS'] = str(max(1, _cores() // n_procs))
     return env
 
 
@@ -226,8 +230,7 @@ class ProcessReporter:
     def note(self, **fields) -> None:
         """Add fields to the progress (process 0) and write it now."""
         if self.job is not None:
-            self.job.state.update(fields)
-            self.job._write(force=True)
+            self.job.note(**fields)
 
     def phase(self, name: str, n_epochs: Optional[int] = None) -> None:
         if self.job is not None:
@@ -266,7 +269,8 @@ def train_main(args: argparse.Namespace) -> int:
     except JobCancelled:
         status = 'cancelled'
         batches = distributed.all_gather_object(reporter.n_batches)   # every process got here: agreed, collective
-        reporter.note(processes=[{'rank': r, 'pid': pid, 'batches': n} for r, (pid, n) in enumerate(zip(pids, batches))])
+        reporter.note(processes=[{'rank': r, 'pid': pid, 'batches': n}
+                                 for r, (pid, n) in enumerate(zip(pids, batches))])
     except BaseException as err:
         _write_error(work, rank, err)
         raise
