@@ -43,8 +43,8 @@ from .core import Stage, default_device
 from .sharding import ShardSampler, shard_loader
 
 __all__ = ['setup', 'shutdown', 'is_distributed', 'rank', 'local_rank', 'world_size', 'is_main_process', 'barrier',
-           'on_main', 'main_first', 'all_gather_object', 'gather_rows', 'broadcast_state', 'unwrap',
-           'DistributedContext']
+           'on_main', 'main_first', 'all_gather_object', 'broadcast_object', 'any_process', 'gather_rows',
+           'broadcast_state', 'unwrap', 'DistributedContext']
 
 T = TypeVar('T')
 
@@ -173,6 +173,35 @@ def all_gather_object(obj: Any) -> List[Any]:
     out: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_object(obj: T) -> T:
+    """Process 0's `obj` (picklable) on every process; `obj` itself on one process.
+
+    For decisions a process takes from its own clock or randomness (a deadline, how many epochs fit in a budget, a
+    file name) that every process must then follow alike. Collective: call it on every process.
+    """
+    _join_if_launched()
+    if not is_distributed():
+        return obj
+    box = [obj if rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_process(*flags: bool) -> Tuple[bool, ...]:
+    """For each flag, whether it is True on at least one process (the flags themselves on one process).
+
+    How processes agree on stopping: a request that only some of them saw (a cancel read from a file, a deadline
+    one clock passed first) stops all of them at the same batch, so none is left waiting in the next gradient sync.
+    One small all-reduce; collective: call it on every process at the same point of the loop (a training batch,
+    not an evaluation batch: evaluation shards may differ in length by one batch).
+    """
+    if not is_distributed():
+        return tuple(bool(f) for f in flags)
+    wire = torch.tensor([1.0 if f else 0.0 for f in flags], dtype=torch.float32, device=_comm_device())
+    dist.all_reduce(wire, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in wire.tolist())
 
 
 def _raise_first_failure(messages: List[Optional[str]], own: Optional[BaseException], what: str) -> None:

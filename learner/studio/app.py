@@ -193,8 +193,10 @@ def create_app(studio: Any) -> FastAPI:
     # ------------------------------------------------------------------------------------------- training
     @app.post('/projects/{project_id}/train', dependencies=trained, status_code=202)
     def train(project_id: int, body: TrainIn) -> dict:
-        """Queue a training job (refused with 409 while the project has one queued or running)."""
-        return queue.queue_job(store, project_id, body.mode, body.budget_minutes, body.options)
+        """Queue a training job (refused with 409 while the project has one queued or running). `options.n_procs`
+        trains it on that many processes of the worker's machine (torchrun)."""
+        return queue.queue_job(store, project_id, body.mode, body.budget_minutes, body.options,
+                               max_procs=getattr(studio, 'max_procs', None))
 
     @app.get('/projects/{project_id}/jobs', dependencies=trained)
     def jobs_list(project_id: int) -> list:

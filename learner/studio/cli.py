@@ -1,16 +1,18 @@
 """`learner studio`: run the studio (`learner studio [--dir DIR] [--db URL] [--host] [--port]`), or
-`learner studio import DIR PROJECT` (a folder of class subfolders, or a labels CSV), `learner studio worker`
-(a worker on another machine), `learner studio keys --reset`."""
+`learner studio import DIR PROJECT` (a folder of class subfolders, or a labels CSV), `learner studio train PROJECT`
+(queue a training job, `--n-procs N` for N processes), `learner studio worker` (a worker on another machine),
+`learner studio keys --reset`."""
 from __future__ import annotations
 
 import argparse
 import csv
+import time
 from pathlib import Path
 from typing import List, Tuple
 
 __all__ = ['add_parser', 'run']
 
-_COMMANDS = ('import', 'worker', 'keys')
+_COMMANDS = ('import', 'train', 'worker', 'keys')
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +33,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     studio.add_argument('--workers', type=int, default=1, help='local training worker processes (default: 1; 0 when '
                         'workers run elsewhere)')
     studio.add_argument('--max-upload-mb', type=float, default=200, help='largest request body in MB (default: 200)')
+    studio.add_argument('--max-procs', type=int, default=None, help='the most training processes a job may ask for '
+                        '(n_procs; default: what this machine runs, one per GPU else per CPU core; raise it when '
+                        'bigger workers run elsewhere)')
     studio.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
     commands = studio.add_subparsers(dest='studio_command')
     imp = commands.add_parser('import', help='import a folder of class subfolders (DIR/<tag>/*), or a labels CSV '
@@ -42,6 +47,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     imp.add_argument('--multi-label', action='store_true', help='create the project as multi-label')
     imp.add_argument('--size', type=int, default=224, help='image size of a created project (default: 224)')
     _common(imp)
+    train = commands.add_parser('train', help="queue a training job for a project (the studio's workers run it)")
+    train.add_argument('project', help='project name (or id)')
+    train.add_argument('--budget-minutes', type=float, default=None, help='an advanced training within this many '
+                       'minutes (default: quick, the head on precomputed features)')
+    train.add_argument('--n-procs', type=int, default=1, help="train on this many processes of the worker's machine "
+                       '(torchrun, DistributedDataParallel; default: 1)')
+    train.add_argument('--epochs', type=int, default=None, help='epochs of the head (default: the recipe\'s)')
+    train.add_argument('--wait', action='store_true', help='follow the job until it ends (a worker must be running)')
+    _common(train)
     worker = commands.add_parser('worker', help='run training jobs for a studio (on this or another machine '
                                  'sharing its folder and database)')
     _common(worker)
@@ -63,6 +77,8 @@ def run(args: argparse.Namespace) -> None:
     command = getattr(args, 'studio_command', None)
     if command == 'import':
         _import(args)
+    elif command == 'train':
+        _train(args)
     elif command == 'worker':
         from .jobs import main as worker_main
         worker_main(['--dir', args.dir] + (['--db', args.db] if args.db else []) + (['--once'] if args.once else []))
@@ -78,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
         from .ingest import UploadLimits
         from .server import run_studio
         limits = UploadLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
-        run_studio(args.dir, args.db, args.host, args.port, args.workers, args.log_level, limits)
+        run_studio(args.dir, args.db, args.host, args.port, args.workers, args.log_level, limits, args.max_procs)
 
 
 def _folder_items(source: Path) -> List[Tuple[Path, List[str]]]:
@@ -144,3 +160,39 @@ def _import(args: argparse.Namespace) -> None:
                 print(f'  {path}: the same bytes as image {report["duplicate_of"]} (stored once)')
     print(f'project {project["name"]!r} (id {project["id"]}): {counts["created"]} image(s) added, '
           f'{counts["duplicate"]} duplicate(s), {counts["error"]} error(s)')
+
+
+def _train(args: argparse.Namespace) -> None:
+    """Queue a job through the database, as the REST API does (same checks, same messages); with --wait, print each
+    phase until it ends."""
+    from .catalog import find_project
+    from .errors import StudioError
+    from .queue import get_job, queue_job
+    from .server import Studio
+    studio = Studio(args.dir, args.db)
+    studio.store.migrate()
+    with studio.store.read() as conn:
+        project = find_project(conn, args.project)
+    if project is None:
+        raise SystemExit(f'no project {args.project!r} in the studio at {studio.dirs.root}: create it (or import a '
+                         f'folder into it) first')
+    options = {'n_procs': args.n_procs, **({'epochs': args.epochs} if args.epochs is not None else {})}
+    mode = 'quick' if args.budget_minutes is None else 'advanced'
+    try:
+        job = queue_job(studio.store, project['id'], mode, args.budget_minutes, options)
+    except StudioError as err:
+        raise SystemExit(f'refused: {err.detail}') from None
+    print(f'job {job["id"]} queued: {mode} training of project {project["name"]!r} on {args.n_procs} process(es), '
+          f'{job["n_train"]} training and {job["n_valid"]} validation images', flush=True)
+    phase = None
+    while args.wait and job['status'] in ('queued', 'running'):
+        time.sleep(1.0)
+        with studio.store.read() as conn:
+            job = get_job(conn, job['id'])
+        if (job['progress'] or {}).get('phase') != phase:
+            phase = (job['progress'] or {}).get('phase')
+            print(f'job {job["id"]}: {phase}', flush=True)
+    if args.wait:
+        print(f'job {job["id"]} {job["status"]}' + (f': {job["error"]}' if job['error'] else ''), flush=True)
+        if job['status'] != 'succeeded':
+            raise SystemExit(1)

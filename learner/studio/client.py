@@ -205,7 +205,11 @@ class Project(_Record):
 
     def train(self, mode: str = 'quick', budget_minutes: Optional[float] = None, wait: bool = True,
               progress: bool = True, **options: Any) -> Union['Iteration', 'Job']:
-        """Queue a training job; with `wait`, follow it (a fastprogress bar) and return its Iteration."""
+        """Queue a training job; with `wait`, follow it (a fastprogress bar) and return its Iteration.
+
+        `options`: epochs, bs (the global batch), seed, valid_pct, lr, num_workers, and n_procs: train on that many
+        processes of the worker's machine (torchrun; at most one per GPU, else per CPU core), e.g.
+        `project.train(n_procs=2)`."""
         job = Job(self.client, self.client.request('POST', f'{self.path}/train', json={
             'mode': mode, 'budget_minutes': budget_minutes, 'options': options}))
         return job.wait(progress=progress) if wait else job

@@ -10,6 +10,10 @@ succeeded (with its iteration, recorded in the same transaction), cancelled, or 
 that is killed leaves its job running with a silent heartbeat: the studio that started it fails it at once (it
 sees the process exit), and any worker or studio fails it after `stale_s` seconds otherwise. SIGTERM, or the death
 of the studio that started the worker, stops the job within a batch and fails it saying so.
+
+A job whose `n_procs` option is above 1 trains on that many local processes under torchrun (processes.py): this
+worker then only supervises them (heartbeat, cancel, their exit), process 0 writes the progress and the iteration,
+and the training itself is `train_job` below, the same function a one-process job runs here.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from .catalog import get_project
 from .queue import claim_job, fail_stale_jobs, finish_job, get_job, heartbeat, label_counts, set_progress, snapshot
 from .store import Store, database_url
 
-__all__ = ['Worker', 'JobReporter', 'StudioDirs', 'main']
+__all__ = ['Worker', 'JobReporter', 'StudioDirs', 'read_job', 'train_job', 'main']
 
 HEARTBEAT_S = 2.0
 STALE_S = 60.0
@@ -52,10 +56,10 @@ class StudioDirs:
 class JobReporter:
     """What the trainer reports, written to the job's row (throttled); `cancelled` is set by the heartbeat."""
 
-    def __init__(self, store: Store, job_id: int, min_interval_s: float = 0.5):
+    def __init__(self, store: Store, job_id: int, min_interval_s: float = 0.5, n_procs: int = 1):
         self.store, self.job_id, self.min_interval = store, job_id, min_interval_s
         self.cancelled = False       # a cancel was requested, or the worker is stopping
-        self.state: dict = {'phase': 'starting', 'epochs': []}
+        self.state: dict = {'phase': 'starting', 'epochs': [], 'n_procs': n_procs}
         self._fit_started = time.monotonic()
         self._last_write = 0.0
         self.started = time.monotonic()
@@ -66,6 +70,11 @@ class JobReporter:
             self.state['elapsed_s'] = round(now - self.started, 1)
             set_progress(self.store, self.job_id, dict(self.state))
             self._last_write = now
+
+    def note(self, **fields) -> None:
+        """Add fields to the progress (e.g. the processes of an N-process job) and write it now."""
+        self.state.update(fields)
+        self._write(force=True)
 
     def phase(self, name: str, n_epochs: Optional[int] = None) -> None:
         self.state.update(phase=name, epoch=None, n_epochs=n_epochs, batch=None, n_batches=None, eta_s=None)
@@ -174,12 +183,15 @@ class Worker:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _end_unsuccessfully(self, job_id: int, reporter: JobReporter, err: BaseException) -> None:
-        from .trainer import JobCancelled
+        from .trainer import JobCancelled, JobFailed
         if isinstance(err, JobCancelled) and not self.stopping:
             status, reason = 'cancelled', None
-        elif isinstance(err, JobCancelled) or isinstance(err, KeyboardInterrupt):
+        elif isinstance(err, (JobCancelled, KeyboardInterrupt)) or (self.stopping and isinstance(err, JobFailed)):
             status, reason = 'failed', f'the worker was stopped during training ({self.stopping or "interrupted"}); ' \
                                        f'train again'
+        elif isinstance(err, JobFailed):
+            status, reason = 'failed', str(err)
+            print(f'job {job_id} failed: {reason}', file=sys.stderr, flush=True)
         else:
             status = 'failed'
             reason = f'{type(err).__name__}: {err}'
@@ -189,37 +201,63 @@ class Worker:
             finish_job(conn, job_id, status, error=reason, progress=progress)
 
     def _train_and_record(self, job_id: int, reporter: JobReporter, workdir: Path) -> None:
-        from ..persistence import safe_torch_load
-        from .iterations import _JobGone, record_iteration
-        from .trainer import JobCancelled, build_data, train_advanced, train_quick
-        with self.store.read() as conn:
-            job = get_job(conn, job_id)
-            project = get_project(conn, job['project_id'])
-            items = snapshot(conn, job_id)
-        classes = sorted(label_counts(items))
-        options = job['options']
+        spec = read_job(self.store, job_id)
         workdir.mkdir(parents=True, exist_ok=True)
-        data = build_data(items, self.blobs.path, classes, project['multi_label'], project['backbone'],
-                          project['size'], options.get('bs') or 32, workdir, options.get('num_workers'))
-        cache = self.dirs.cache
-        if job['mode'] == 'quick':
-            learn, history = train_quick(data, project['backbone'], options, reporter, cache)
+        n_procs = int(spec['job']['options'].get('n_procs') or 1)
+        if n_procs > 1:
+            from .processes import train_on_processes
+            train_on_processes(self, spec, reporter, workdir)
         else:
-            learn, history = train_advanced(data, project['backbone'], options, job['budget_minutes'], reporter,
-                                            cache)
-        if reporter.cancelled:
-            raise JobCancelled()
-        reporter.phase('exporting')
-        export_file = f'job-{job_id}-{secrets.token_hex(6)}.pth'
-        path = learn.export(self.dirs.exports / export_file)   # atomic; holds the validation metrics
-        validation = safe_torch_load(path)['meta'].get('validation') or {}
-        probs = validation['probs'].numpy() if 'probs' in validation else learn.get_preds('valid')[0]
-        try:
-            with self.store.write() as conn:
-                record_iteration(conn, job, project, export_file, classes, probs, validation['report'],
-                                 validation['curve'], history, progress=reporter.state)
-        except _JobGone:
-            path.unlink(missing_ok=True)   # failed or cancelled meanwhile: keep no export without its iteration
+            train_job(spec, self.store, self.dirs, self.blobs, reporter, workdir)
+
+
+def read_job(store: Store, job_id: int) -> dict:
+    """What a job trains: {'job', 'project', 'items' (its snapshot)}, plain data (a process of an N-process job
+    reads it from a file, so that every process trains on exactly what the worker read)."""
+    with store.read() as conn:
+        job = get_job(conn, job_id)
+        return {'job': job, 'project': get_project(conn, job['project_id']), 'items': snapshot(conn, job_id)}
+
+
+def train_job(spec: dict, store: Optional[Store], dirs: StudioDirs, blobs: BlobStore, reporter, workdir: Path) -> None:
+    """Train the job `spec` describes (see `read_job`), export it and record its iteration.
+
+    On one process this is the whole job. Under torchrun every process calls it (each step is collective: the
+    features, the fits, the validation predictions, the export) and process 0 alone, the one given a `store`,
+    reads the export back and records the iteration; the others return after the export.
+
+    Raises:
+        JobCancelled: a cancel was seen (by any process, under torchrun: all raise it together).
+    """
+    from ..persistence import safe_torch_load
+    from .iterations import _JobGone, record_iteration
+    from .trainer import JobCancelled, build_data, cancel_agreed, train_advanced, train_quick
+    from .. import distributed
+    job, project, items = spec['job'], spec['project'], spec['items']
+    classes = sorted(label_counts(items))
+    options = job['options']
+    data = build_data(items, blobs.path, classes, project['multi_label'], project['backbone'], project['size'],
+                      options.get('bs') or 32, workdir, options.get('num_workers'), distributed.world_size())
+    if job['mode'] == 'quick':
+        learn, history = train_quick(data, project['backbone'], options, reporter, dirs.cache)
+    else:
+        learn, history = train_advanced(data, project['backbone'], options, job['budget_minutes'], reporter,
+                                        dirs.cache)
+    if cancel_agreed(reporter):
+        raise JobCancelled()
+    reporter.phase('exporting')
+    export_file = distributed.broadcast_object(f'job-{job["id"]}-{secrets.token_hex(6)}.pth')
+    path = learn.export(dirs.exports / export_file)   # atomic, written by process 0; holds the validation metrics
+    if not distributed.is_main_process():
+        return
+    validation = safe_torch_load(path)['meta'].get('validation') or {}
+    probs = validation['probs'].numpy() if 'probs' in validation else learn.get_preds('valid')[0]
+    try:
+        with store.write() as conn:
+            record_iteration(conn, job, project, export_file, classes, probs, validation['report'],
+                             validation['curve'], history, progress=reporter.state)
+    except _JobGone:
+        path.unlink(missing_ok=True)   # failed or cancelled meanwhile: keep no export without its iteration
 
 
 def _install_signal_handlers(worker: Worker) -> None:

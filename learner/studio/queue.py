@@ -12,6 +12,12 @@ The validation split is stratified and fixed per image: each image draws a numbe
 its project, and within each tag (for multi-label, the image's rarest tag) the `valid_pct` of images with the lowest
 numbers are held out. An image keeps its number forever, so two iterations validate on the same images wherever
 their data overlap.
+
+The option `n_procs` (default 1) trains the job on that many processes of the worker's machine (processes.py). It is
+refused here when it is not a whole number of at least 1, when it exceeds what the studio's machine can run (one
+process per GPU, else per CPU core; `learner studio --max-procs` raises the bound when bigger workers run
+elsewhere), or when the snapshot holds fewer validation images than processes (each validates its share). The
+worker that claims the job checks its own machine again.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from .catalog import get_project, image_tag_names
 from .errors import Conflict, Invalid, NotFound
 from .store import ACTIVE_JOB_STATES, Store, images, jobs, snapshot_images
 
-__all__ = ['MIN_IMAGES_PER_TAG', 'DEFAULT_OPTIONS', 'queue_job', 'get_job', 'list_jobs', 'cancel_job',
+__all__ = ['MIN_IMAGES_PER_TAG', 'DEFAULT_OPTIONS', 'check_n_procs', 'queue_job', 'get_job', 'list_jobs', 'cancel_job',
            'claim_job', 'heartbeat', 'set_progress', 'finish_job', 'fail_stale_jobs', 'fail_jobs_of_worker',
            'split_images', 'worker_name']
 
@@ -38,7 +44,7 @@ MIN_IMAGES_PER_TAG = 5
 MODES = ('quick', 'advanced')
 #: Options a job may set, with their defaults (None: chosen by the recipe).
 DEFAULT_OPTIONS = {'epochs': None, 'bs': 32, 'seed': 0, 'valid_pct': 0.2, 'lr': None,
-                   'num_workers': None}
+                   'num_workers': None, 'n_procs': 1}
 
 
 def worker_name() -> str:
@@ -86,9 +92,29 @@ def _training_items(conn: Connection, project: dict) -> List[dict]:
     return items
 
 
+def check_n_procs(value, max_procs: Optional[int] = None) -> int:
+    """`value` as a number of training processes; Invalid (what was wrong, what to ask for) unless it is a whole
+    number from 1 to `max_procs` (default: what this machine runs, see processes.machine_processes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f'n_procs is the number of processes that train the job: a whole number, 1 or more; got '
+                      f'{value!r}')
+    if value < 1:
+        raise Invalid(f'n_procs must be at least 1 (the number of processes that train the job), got {value}')
+    if max_procs is None:
+        from .processes import machine_processes
+        limit, why = machine_processes()
+    else:
+        limit, why = int(max_procs), "this studio's --max-procs"
+    if value > limit:
+        raise Invalid(f'n_procs={value} is more than the machine can run: at most {limit} training processes '
+                      f'({why}); ask for n_procs <= {limit}')
+    return value
+
+
 def queue_job(store: Store, project_id: int, mode: str = 'quick', budget_minutes: Optional[float] = None,
-              options: Optional[dict] = None) -> dict:
-    """Queue a training job with its snapshot; Conflict if the project already has one queued or running."""
+              options: Optional[dict] = None, max_procs: Optional[int] = None) -> dict:
+    """Queue a training job with its snapshot; Conflict if the project already has one queued or running.
+    `max_procs`: the most processes a job may ask for (default: what this machine runs)."""
     if mode not in MODES:
         raise Invalid(f'mode must be one of {MODES}, got {mode!r}')
     if mode == 'advanced' and (budget_minutes is None or not 0 < float(budget_minutes) <= 24 * 60):
@@ -99,12 +125,17 @@ def queue_job(store: Store, project_id: int, mode: str = 'quick', budget_minutes
     merged = {**DEFAULT_OPTIONS, **(options or {})}
     if not 0 < float(merged['valid_pct']) < 1:
         raise Invalid(f'valid_pct must be between 0 and 1, got {merged["valid_pct"]}')
+    n_procs = check_n_procs(merged['n_procs'], max_procs)
     try:
         with store.write() as conn:
             project = get_project(conn, project_id)
             _refuse_if_active(conn, project_id)
             items = _training_items(conn, project)
             split = split_images(project_id, items, float(merged['valid_pct']))
+            n_valid = split.count('valid')
+            if n_procs > n_valid:
+                raise Invalid(f'n_procs={n_procs} but this training holds out {n_valid} validation image(s), and '
+                              f'each process validates at least one: ask for n_procs <= {n_valid}, or add images')
             job_id = conn.execute(sa.insert(jobs).values(
                 project_id=project_id, mode=mode, budget_minutes=budget_minutes, options=merged, status='queued',
                 cancel_requested=False, created_at=time.time(),

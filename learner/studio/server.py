@@ -68,11 +68,13 @@ class Studio:
         db: a database URL (default: SQLite in `folder`); postgresql://user@host/db for a team.
         limits: upload limits; serve_config: the prediction endpoints' limits (learner.serve's).
         orphan_grace_s: leave files younger than this at the start sweep (default: 0 with SQLite, 600 with PostgreSQL).
+        max_procs: the most training processes a job may ask for (`n_procs`); default: what this machine runs (one
+            per GPU, else per CPU core). Raise it when bigger workers run elsewhere: each checks its own machine.
     """
 
     def __init__(self, folder: Union[str, Path] = 'studio', db: Optional[str] = None,
                  limits: Optional[UploadLimits] = None, serve_config: Optional[ServeConfig] = None,
-                 orphan_grace_s: Optional[float] = None):
+                 orphan_grace_s: Optional[float] = None, max_procs: Optional[int] = None):
         from .predictions import PublishedModels
         self.dirs = StudioDirs(folder)
         self.store = Store(database_url(db, self.dirs.root))
@@ -83,6 +85,9 @@ class Studio:
                                                         decode_threads=2)
         self.orphan_grace_s = orphan_grace_s if orphan_grace_s is not None else (0.0 if self.store.is_sqlite else 600.0)
         self.models = PublishedModels(self.dirs.exports, self.serve_config)
+        if max_procs is not None and max_procs < 1:
+            raise ValueError(f'max_procs must be at least 1, got {max_procs}')
+        self.max_procs = max_procs
         self.new_keys: Optional[Dict[str, str]] = None
         self._workers: List[subprocess.Popen] = []
         self._watch: Optional[threading.Thread] = None
@@ -185,7 +190,7 @@ class Studio:
 
 def run_studio(folder: Union[str, Path] = 'studio', db: Optional[str] = None, host: str = '127.0.0.1',
                port: int = 8000, n_workers: int = 1, log_level: str = 'info',
-               limits: Optional[UploadLimits] = None) -> None:
+               limits: Optional[UploadLimits] = None, max_procs: Optional[int] = None) -> None:
     """Open the studio, print where it listens (and its keys, the first time), start its workers, serve until
     interrupted, then stop the workers."""
     import uvicorn
@@ -193,7 +198,7 @@ def run_studio(folder: Union[str, Path] = 'studio', db: Optional[str] = None, ho
     from .app import create_app
     import warnings
     warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)  # refused by the decoder's own limit
-    studio = Studio(folder, db, limits=limits).open()
+    studio = Studio(folder, db, limits=limits, max_procs=max_procs).open()
     sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

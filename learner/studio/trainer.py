@@ -10,6 +10,12 @@ advanced  a time budget: 1cycle for the head on precomputed features (always: se
 
 A `Reporter` (see jobs.py) hears every phase, batch and epoch, and its `cancelled` flag stops training within a
 batch (`CancelFit`): the recipe then raises `JobCancelled`.
+
+The same recipes run on N processes under torchrun (a job's `n_procs`, see processes.py): every step below is then
+collective, and whatever one process decides alone is made common first: a cancel or a passed deadline is reduced
+over the processes at each training batch (`distributed.any_process`), so all of them stop at the same batch and none
+waits forever in the next gradient sync; the budget's deadline and the number of epochs it holds are process 0's
+(`distributed.broadcast_object`). The job's `bs` stays the global batch: each process reads bs / N images per step.
 """
 from __future__ import annotations
 
@@ -22,13 +28,15 @@ from typing import Any, List, Optional, Protocol
 import numpy as np
 import torch
 
+from .. import distributed
 from ..callbacks.base import Callback, CancelFit
 from ..conv_learner import ConvLearner
 from ..data.databunch import DataBunch
 from ..data.datasets import FilesDataset
 from ..data.transforms import tfms_from_model, transforms_side_on
 
-__all__ = ['Reporter', 'JobCancelled', 'build_data', 'train_quick', 'train_advanced', 'ReportProgress']
+__all__ = ['Reporter', 'JobCancelled', 'JobFailed', 'build_data', 'train_quick', 'train_advanced', 'ReportProgress',
+           'cancel_agreed']
 
 QUICK_EPOCHS = 5
 QUICK_LR = 1e-2          # the head on cached features: what the course uses, and robust at any data size
@@ -37,6 +45,16 @@ HEAD_EPOCHS_ADVANCED = 3
 
 class JobCancelled(Exception):
     """The job was cancelled while it trained."""
+
+
+class JobFailed(Exception):
+    """The job cannot go on; the message is the whole reason the job shows (no exception type in front)."""
+
+
+def cancel_agreed(reporter: 'Reporter') -> bool:
+    """The reporter's cancel flag, the same on every process: True when any process saw a cancel (collective under
+    torchrun; the flag itself on one process)."""
+    return distributed.any_process(reporter.cancelled)[0]
 
 
 class Reporter(Protocol):
@@ -51,11 +69,17 @@ class Reporter(Protocol):
 
 class ReportProgress(Callback):
     """Tells the reporter about each training batch and epoch, and stops the fit when the job is cancelled or the
-    deadline (time.monotonic() seconds, optional) has passed."""
+    deadline (time.monotonic() seconds, optional) has passed.
+
+    Under torchrun the stop is agreed: the cancel and deadline flags are reduced over the processes before the fit,
+    after each training batch and after validation (never per validation batch: evaluation shards may differ in
+    length), and a fit stops on every process at once when any of them saw either.
+    """
 
     def __init__(self, reporter: Reporter, deadline: Optional[float] = None, epochs: bool = True):
         self.reporter, self.deadline, self.hit_deadline, self.epochs = reporter, deadline, False, epochs
         self.n_batches = 0   # training batches seen (over every fit it served)
+        self.cancelled = False
 
     def before_fit(self) -> None:
         self._check()
@@ -68,23 +92,37 @@ class ReportProgress(Callback):
             fraction = (learn.epoch + (learn.iter + 1) / n_batches) / max(learn.n_epochs, 1)
             loss = float(learn.loss) if learn.loss is not None else math.nan
             self.reporter.batch(learn.epoch, learn.iter, n_batches, loss, fraction)
-        self._check()
+            self._check()
+        elif learn.distributed is None:
+            self._check()        # a validation batch: one process may stop anywhere
+
+    def after_validate(self) -> None:
+        if self.learn.distributed is not None:
+            self._check()        # under torchrun, the check every process reaches after validating
 
     def after_epoch(self) -> None:
         if self.epochs:        # not for an LR range test's passes: they are no training epochs
             self.reporter.epoch(dict(self.learn.log))
 
     def _check(self) -> None:
-        if self.reporter.cancelled:
+        cancelled = bool(self.reporter.cancelled)
+        late = self.deadline is not None and time.monotonic() > self.deadline
+        if self.learn.distributed is not None:
+            cancelled, late = distributed.any_process(cancelled, late)
+        if cancelled:
+            self.cancelled = True
             raise CancelFit()
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if late:
             self.hit_deadline = True
             raise CancelFit()
 
 
 def build_data(items: List[dict], blob_path, classes: List[str], multi_label: bool, backbone: str, size: int,
-               bs: int, workdir: Path, num_workers: Optional[int]) -> DataBunch:
-    """A DataBunch over the snapshot's files (content-addressed paths), its split and its labels."""
+               bs: int, workdir: Path, num_workers: Optional[int], n_procs: int = 1) -> DataBunch:
+    """A DataBunch over the snapshot's files (content-addressed paths), its split and its labels.
+
+    `bs` is the global batch: with `n_procs` processes each reads ceil(bs / n_procs) images per step (at least 2,
+    for the head's BatchNorm), so a job trains with the same batches on any number of processes."""
     index = {name: i for i, name in enumerate(classes)}
 
     def labels(split_items):
@@ -102,6 +140,7 @@ def build_data(items: List[dict], blob_path, classes: List[str], multi_label: bo
         files = [blob_path(item['sha256']) for item in split_items]
         datasets.append(FilesDataset(files, labels(split_items), classes, tfms=tfms, is_multi=multi_label))
     bs = max(2, min(int(bs), len(datasets[0])))
+    bs = max(2, -(-bs // max(int(n_procs), 1)))
     return DataBunch.from_datasets(workdir, datasets[0], datasets[1], bs=bs, num_workers=num_workers)
 
 
@@ -120,7 +159,7 @@ def _fit(learn: ConvLearner, reporter: Reporter, name: str, n_epochs: int, max_l
     started = time.perf_counter()
     callback = ReportProgress(reporter, deadline)
     learn.fit_one_cycle(n_epochs, max_lr=max_lr, callbacks=[callback])
-    if reporter.cancelled:
+    if callback.cancelled or cancel_agreed(reporter):
         raise JobCancelled()
     out = _history(name, learn, time.perf_counter() - started)
     out['stopped_at_budget'] = callback.hit_deadline
@@ -144,7 +183,7 @@ def _lr_find(learn: ConvLearner, reporter: Reporter, num_it: int, deadline: Opti
         if not callback.hit_deadline:
             raise
         suggestions = None
-    if reporter.cancelled:
+    if callback.cancelled or cancel_agreed(reporter):
         raise JobCancelled()
     return suggestions, callback.n_batches, time.monotonic() - started
 
@@ -181,7 +220,8 @@ def _accuracy_now(learn: ConvLearner) -> float:
 def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes: float, reporter: Reporter,
                    cache_dir: Optional[Path] = None) -> tuple:
     """Head, then fine-tuning for the rest of the budget; returns (learner, history)."""
-    deadline = time.monotonic() + 60.0 * float(budget_minutes)
+    # process 0's clock decides for all (time.monotonic is one clock per machine, and torchrun jobs run on one)
+    deadline = distributed.broadcast_object(time.monotonic() + 60.0 * float(budget_minutes))
     torch.manual_seed(int(options.get('seed') or 0))
     reporter.phase('preparing')
     learn = _new_learner(data, backbone, cache_dir)
@@ -212,6 +252,7 @@ def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes
     epoch_s = seconds_per_batch * (len(data.trn_dl) + len(data.val_dl) / 3)    # validation: forward only
     remaining = deadline - time.monotonic() - 2 * epoch_s / 3                     # keep time to evaluate and export
     n_epochs = int(min(max(remaining // max(epoch_s, 1e-6), 0), 100))
+    n_epochs, epoch_s, remaining = distributed.broadcast_object((n_epochs, epoch_s, remaining))  # one plan for all
     if n_epochs < 1:
         history.append({'phase': 'fine-tuning', 'epochs': 0, 'skipped': f'the budget left ({max(remaining, 0):.0f} s) '
                         f'is less than one epoch of the whole model ({epoch_s:.0f} s)'})
