@@ -420,10 +420,20 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
     api.close()
 
 
+def _error_words(driver, status: int, detail: str, retry_after=None) -> str:
+    """The page's own wording of an error answer (api.js ApiError), computed by the page's module in the browser."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('./static/js/api.js').then((m) => done(new m.ApiError(arguments[0], arguments[1], arguments[2]).message))"
+        ".catch((e) => done('import failed: ' + e));", status, detail, retry_after)
+
+
 def test_the_posts_flow_in_the_page(desktop, studio, shots, hymenoptera, tmp_path):
     walk = Walk(desktop, studio, shots, 'desktop')
     project_id = first_half(walk, hymenoptera, tmp_path, 'insects', N_PER_TAG)
     second_half(walk, hymenoptera, project_id)
+    # a 503 (the prediction queue full) cannot be caused on purpose here; its words, as the page would show them
+    assert _error_words(desktop, 503, 'queue full', '1') == '503 The server is busy: queue full (try again in 1 s)'
     # the checks saw every kind of control the page has
     assert {'button', 'link', 'textbox', 'radio', 'checkbox', 'combobox', 'slider', 'spinbutton'} <= walk.checked_roles
 
