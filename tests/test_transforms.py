@@ -194,3 +194,23 @@ def test_tfms_from_model_stats():
         pytest.skip(f'efficientnet_lite0 not registered: {e}')
     _, val = tfms_from_model('efficientnet_lite0', 32)
     assert np.allclose(val.stats[0], spec.stats[0]) and np.allclose(val.stats[0], 127 / 255, atol=1e-3)
+
+
+@pytest.mark.parametrize('shape, deg', [((3, 40, 56), 7.3), ((3, 56, 40), -9.5), ((3, 33, 33), 25.0), ((1, 20, 31), 90.0)])
+def test_mirrored_rotation_samples_as_padding_then_rotating_would(shape, deg):
+    """The fast 'symmetric' rotation (one grid_sample, mirrored outside) against the plain recipe: mirror-pad enough,
+    rotate, crop back. Within one grey level everywhere, borders included."""
+    import math
+    import torchvision.transforms.v2.functional as TF
+    from learner.data.augment import rotate
+    from learner.data.resample import pad
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8)
+    h, w = shape[-2:]
+    s, c = abs(math.sin(math.radians(deg))), abs(math.cos(math.radians(deg)))
+    px, py = max(0, math.ceil((w * c + h * s - w) / 2)) + 1, max(0, math.ceil((h * c + w * s - h) / 2)) + 1
+    plain = TF.crop(TF.rotate(pad(x, [px, py, px, py], 'symmetric'), deg, interpolation=TF.InterpolationMode.BILINEAR),
+                    py, px, h, w)
+    fast = rotate(x, deg)
+    assert fast.shape == x.shape and fast.dtype == torch.uint8
+    assert (fast.int() - plain.int()).abs().max() <= 1
