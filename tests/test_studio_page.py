@@ -250,8 +250,8 @@ def first_half(walk: Walk, hymenoptera: Path, tmp_path: Path, project_name: str,
     walk.wait(lambda: walk.gallery_ids() == [] and walk.text('gallery-count') == '0 images', 'the image deleted')
     walk.choose('gallery-filter', 'All images')
     walk.wait(lambda: walk.text('gallery-count') == f'{2 * n_per_tag} images', 'every image listed')
-    walk.wait(lambda: all(walk.driver.execute_script('return arguments[0].complete && arguments[0].naturalWidth > 0', img)
-                          for img in walk.css('#gallery img')), 'the thumbnails')
+    loaded = 'return arguments[0].complete && arguments[0].naturalWidth > 0'
+    walk.wait(lambda: all(driver.execute_script(loaded, img) for img in walk.css('#gallery img')), 'the thumbnails')
     walk.step('gallery', show='gallery-title')
 
     urls = driver.execute_script("return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]")
@@ -424,7 +424,8 @@ def _error_words(driver, status: int, detail: str, retry_after=None) -> str:
     """The page's own wording of an error answer (api.js ApiError), computed by the page's module in the browser."""
     return driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "import('./static/js/api.js').then((m) => done(new m.ApiError(arguments[0], arguments[1], arguments[2]).message))"
+        "const [status, detail, retry] = arguments;"
+        "import('./static/js/api.js').then((m) => done(new m.ApiError(status, detail, retry).message))"
         ".catch((e) => done('import failed: ' + e));", status, detail, retry_after)
 
 

@@ -42,7 +42,8 @@ export function detailText(body, fallback) {
   const detail = body && body.detail;
   if (typeof detail === 'string') return detail;
   if (Array.isArray(detail)) {
-    return detail.map((d) => (d.loc ? d.loc.filter((p) => p !== 'body').join('.') + ': ' : '') + (d.msg || '')).join('; ');
+    const where = (d) => (d.loc ? d.loc.filter((p) => p !== 'body').join('.') + ': ' : '');
+    return detail.map((d) => where(d) + (d.msg || '')).join('; ');
   }
   return fallback || 'the request failed';
 }
@@ -58,7 +59,8 @@ function headers(extra = {}) {
 
 async function failure(response, storedKey = true) {
   const body = await response.json().catch(() => null);
-  const error = new ApiError(response.status, detailText(body, response.statusText), response.headers.get('Retry-After'));
+  const error = new ApiError(response.status, detailText(body, response.statusText),
+    response.headers.get('Retry-After'));
   error.body = body;
   if (response.status === 401 && storedKey) onUnauthorized(error);   // not for a key being tried out
   return error;
@@ -144,13 +146,17 @@ export async function download(path, name) {
  * `signal` aborts. Resolves when it ends; rejects with ApiError when it cannot start.
  */
 export async function follow(path, onEvent, signal) {
-  const response = await fetch(path, { headers: headers({ Accept: 'text/event-stream' }), signal });
+  const unreachable = (err) => {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(0, `lost the studio (${err.message}): trying again`);
+  };
+  const response = await fetch(path, { headers: headers({ Accept: 'text/event-stream' }), signal }).catch(unreachable);
   if (!response.ok) throw await failure(response);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = '';
   for (;;) {
-    const { value, done } = await reader.read();
+    const { value, done } = await reader.read().catch(unreachable);
     if (done) return;
     buffered += decoder.decode(value, { stream: true });
     let end;

@@ -35,7 +35,8 @@ async function compare(event) {
       el('th', { scope: 'col', textContent: `Iteration ${first.number}` }),
       el('th', { scope: 'col', textContent: `Iteration ${second.number}` }));
     const body = rows(result).map(([name, x, y]) => el('tr', {},
-      el('th', { scope: 'row', textContent: name }), el('td', { textContent: String(x) }), el('td', { textContent: String(y) })));
+      el('th', { scope: 'row', textContent: name }),
+      el('td', { textContent: String(x) }), el('td', { textContent: String(y) })));
     $('compare').replaceChildren(el('thead', {}, head), el('tbody', {}, ...body));
     $('compare').hidden = false;
   } catch (err) {

@@ -20,7 +20,9 @@ function query() {
 /** The filter's options: all, each tag with its count, untagged. Keeps the current choice when it still exists. */
 export function drawFilter() {
   const options = [el('option', { value: 'all', textContent: 'All images' })];
-  for (const t of state.tags) options.push(el('option', { value: String(t.id), textContent: `${t.name} (${t.image_count})` }));
+  for (const t of state.tags) {
+    options.push(el('option', { value: String(t.id), textContent: `${t.name} (${t.image_count})` }));
+  }
   options.push(el('option', { value: 'untagged', textContent: 'Untagged' }));
   $('gallery-filter').replaceChildren(...options);
   if (!options.some((o) => o.value === view.filter)) { view.filter = 'all'; view.offset = 0; }
@@ -61,7 +63,8 @@ export async function drawGallery() {
   }
 }
 
-const selected = () => [...document.querySelectorAll('#gallery input[type=checkbox]:checked')].map((b) => Number(b.value));
+const selected = () => [...document.querySelectorAll('#gallery input[type=checkbox]:checked')]
+  .map((b) => Number(b.value));
 
 async function act(what) {
   const ids = selected();
@@ -91,7 +94,11 @@ export function resetGallery() {
 }
 
 export function initGallery() {
-  $('gallery-filter').addEventListener('change', () => { view.filter = $('gallery-filter').value; view.offset = 0; drawGallery(); });
+  $('gallery-filter').addEventListener('change', () => {
+    view.filter = $('gallery-filter').value;
+    view.offset = 0;
+    drawGallery();
+  });
   $('gallery-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); drawGallery(); });
   $('gallery-next').addEventListener('click', () => { view.offset += PAGE; drawGallery(); });
   $('select-page').addEventListener('click', () => {

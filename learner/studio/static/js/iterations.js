@@ -64,7 +64,8 @@ function drawRates() {
 function drawPerTag(report) {
   const rows = report.per_class.map((c) => el('tr', { dataset: { tag: c.class } },
     el('th', { scope: 'row', textContent: c.class }), el('td', { className: 'precision', textContent: '–' }),
-    el('td', { className: 'recall', textContent: '–' }), el('td', { className: 'ap', textContent: percent(c.average_precision) }),
+    el('td', { className: 'recall', textContent: '–' }),
+    el('td', { className: 'ap', textContent: percent(c.average_precision) }),
     el('td', { className: 'n', textContent: String(c.n) })));
   document.querySelector('#per-tag tbody').replaceChildren(...rows);
   $('overall-ap').textContent = percent(report.mean_average_precision);
@@ -79,7 +80,8 @@ function drawConfusion(report) {
   const table = $('confusion');
   const cell = (tag, text, props = {}) => el(tag, { textContent: String(text), ...props });
   if (current.iteration.multi_label) {
-    const head = el('tr', {}, cell('th', 'Tag'), ...['right absent', 'false alarm', 'missed', 'right present'].map((h) => cell('th', h)));
+    const names = ['right absent', 'false alarm', 'missed', 'right present'];
+    const head = el('tr', {}, cell('th', 'Tag'), ...names.map((h) => cell('th', h)));
     const rows = classes.map((name, j) => {
       const [[tn, fp], [fn, tp]] = report.confusion_matrix[j];
       return el('tr', {}, cell('th', name, { scope: 'row' }), ...[tn, fp, fn, tp].map((n) => cell('td', n)));
@@ -123,7 +125,8 @@ async function drawAtThreshold() {
 
 function summary(it) {
   const when = new Date(it.created_at * 1000).toLocaleString();
-  return `${it.mode} training of ${it.backbone} at ${it.size} px on ${it.n_train} images, validated on ${it.n_valid}; ${when}` +
+  return `${it.mode} training of ${it.backbone} at ${it.size} px on ${it.n_train} images, ` +
+    `validated on ${it.n_valid}; ${when}` +
     (it.published_name ? `; published as ${it.published_name}` : '');
 }
 
@@ -137,7 +140,8 @@ export async function drawIteration() {
   showError('iteration-error', '');
   try {
     const path = projectPath(`/iterations/${it.id}`);
-    const [table, report] = await Promise.all([api(`${path}/thresholds`), api(`${path}/performance`, { query: { threshold: threshold() } })]);
+    const [table, report] = await Promise.all([api(`${path}/thresholds`),
+      api(`${path}/performance`, { query: { threshold: threshold() } })]);
     if (current.iteration !== it) return;
     current.table = table;
     drawPerTag(report);

@@ -2,7 +2,7 @@
 // (#/ the projects, #/projects/ID/VIEW one project's section) and wires the sections together.
 'use strict';
 
-import { api, forgetTrainingKey, setTrainingKey, trainingKey, whenUnauthorized } from './api.js';
+import { api, forgetTrainingKey, setPredictionKey, setTrainingKey, trainingKey, whenUnauthorized } from './api.js';
 import { initCompare } from './compare.js';
 import { $, showError } from './dom.js';
 import { drawFilter, drawGallery, initGallery, resetGallery } from './gallery.js';
@@ -105,6 +105,10 @@ async function route() {
     await openProject(Number(match[1]));
     await showView(VIEWS.includes(match[2]) ? match[2] : 'images');
   } catch (err) {
+    if (err.status === 404 && match) {          // a project deleted meanwhile (or a stale bookmark): list them
+      state.project = null;
+      location.hash = '#/';
+    }
     if (err.status !== 401) showError('notice', err);
   }
 }
@@ -126,7 +130,12 @@ async function start() {
   initPredictions();
   initQuickTest();
   $('key-form').addEventListener('submit', acceptKey);
-  $('forget-key').addEventListener('click', () => { forgetTrainingKey(); state.project = null; askForKey(); });
+  $('forget-key').addEventListener('click', () => {
+    forgetTrainingKey();
+    setPredictionKey('');
+    state.project = null;
+    askForKey();
+  });
   $('train-again').addEventListener('click', (e) => { e.preventDefault(); location.hash = viewHref('train'); });
   whenUnauthorized((err) => {
     forgetTrainingKey();

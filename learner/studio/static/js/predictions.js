@@ -17,7 +17,8 @@ function tagLine(p) {
 async function setTags(prediction, names, card, clicked) {
   showError('predictions-error', '');
   try {
-    const updated = await api(projectPath(`/predictions/${prediction.id}/tags`), { method: 'POST', json: { tags: names } });
+    const updated = await api(projectPath(`/predictions/${prediction.id}/tags`),
+      { method: 'POST', json: { tags: names } });
     const redrawn = predictionCard(updated);
     card.replaceWith(redrawn);
     redrawn.querySelector(`button[data-tag="${CSS.escape(clicked)}"]`).focus();   // keep the keyboard where it was
@@ -35,7 +36,8 @@ function tagButtons(prediction, card) {
     const predicted = multi ? prediction.predictions.some((p) => p.tag === tag.name && p.probability >= 0.5)
       : prediction.top_tag === tag.name;
     const verb = multi ? (has ? 'Remove' : 'Add') : predicted ? 'Confirm' : 'Correct to';
-    const next = multi ? (has ? prediction.tags.filter((t) => t !== tag.name) : [...prediction.tags, tag.name]) : [tag.name];
+    const toggled = has ? prediction.tags.filter((t) => t !== tag.name) : [...prediction.tags, tag.name];
+    const next = multi ? toggled : [tag.name];
     return el('button', {
       type: 'button', textContent: `${verb} ${tag.name}`, className: predicted ? 'predicted' : '',
       dataset: { tag: tag.name }, attrs: { 'aria-pressed': String(has) },
@@ -49,7 +51,8 @@ function predictionCard(p) {
   bars(list, p.predictions);
   let card = null;
   const buttons = el('div', { className: 'row' }, ...tagButtons(p, () => card));
-  card = el('li', { className: 'card prediction', dataset: { predictionId: p.id, imageId: p.image_id, tags: p.tags.join(',') } },
+  const data = { predictionId: p.id, imageId: p.image_id, tags: p.tags.join(',') };
+  card = el('li', { className: 'card prediction', dataset: data },
     thumbs.img(`${projectPath(`/images/${p.image_id}/thumbnail`)}?size=160`, `predicted image ${p.image_id}`),
     el('div', { className: 'stack' },
       el('p', { className: 'small muted', textContent: `Uncertainty ${percent(p.uncertainty)} · ` +
@@ -86,6 +89,9 @@ export function resetPredictions() {
 
 export function initPredictions() {
   $('predictions-untagged').addEventListener('change', () => { view.offset = 0; showPredictions(); });
-  $('predictions-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); showPredictions(); });
+  $('predictions-prev').addEventListener('click', () => {
+    view.offset = Math.max(0, view.offset - PAGE);
+    showPredictions();
+  });
   $('predictions-next').addEventListener('click', () => { view.offset += PAGE; showPredictions(); });
 }

@@ -5,7 +5,7 @@
 
 import { api, download, predictionKey, setPredictionKey } from './api.js';
 import { $, showError } from './dom.js';
-import { selectedIteration } from './iterations.js';
+import { drawIteration, selectedIteration } from './iterations.js';
 import { projectPath, refreshIterations, refreshProject, state } from './state.js';
 
 export const predictionUrl = () => new URL(projectPath('/predict'), location.href).href;
@@ -24,7 +24,8 @@ export function drawPublished() {
   $('published').hidden = !published;
   $('unpublish').disabled = !published;
   if (!published) {
-    $('publish-status').textContent = 'Nothing is published: the prediction URL answers 404 until you publish an iteration.';
+    $('publish-status').textContent = 'Nothing is published: the prediction URL answers 404 until you publish an ' +
+      'iteration.';
     return;
   }
   const which = state.iterations.find((i) => i.id === published.iteration_id);
@@ -45,8 +46,10 @@ async function publish(event) {
   showError('publish-error', '');
   $('publish-status').textContent = `Loading iteration ${it.number} to publish it…`;
   try {
-    await api(projectPath(`/iterations/${it.id}/publish`), { method: 'POST', json: { name: $('publish-name').value.trim() } });
+    const name = $('publish-name').value.trim();
+    await api(projectPath(`/iterations/${it.id}/publish`), { method: 'POST', json: { name } });
     await Promise.all([refreshProject(), refreshIterations()]);
+    await drawIteration();     // its summary names what is published
   } catch (err) {
     showError('publish-error', err);
   }
@@ -58,6 +61,7 @@ async function unpublish() {
   try {
     await api(projectPath('/publish'), { method: 'DELETE' });
     await Promise.all([refreshProject(), refreshIterations()]);
+    await drawIteration();
   } catch (err) {
     showError('publish-error', err);
   }

@@ -22,7 +22,8 @@ async function test(files) {
   const form = new FormData();
   form.append('file', file, file.name);
   try {
-    const answer = await api(projectPath('/quicktest'), { method: 'POST', body: form, query: { iteration_id: iterationId } });
+    const answer = await api(projectPath('/quicktest'),
+      { method: 'POST', body: form, query: { iteration_id: iterationId } });
     bars($('quicktest-bars'), answer.predictions);
     $('quicktest-result').dataset.state = 'done';
   } catch (err) {

@@ -55,7 +55,8 @@ export function drawJob(job) {
   $('job').dataset.status = job.status;
   $('job').dataset.phase = p.phase || '';
   const budget = job.mode === 'advanced' ? `, ${job.budget_minutes} min budget` : '';
-  $('job-title').textContent = `Training job ${job.id} (${job.mode}${budget}) on ${job.n_train} + ${job.n_valid} images`;
+  $('job-title').textContent = `Training job ${job.id} (${job.mode}${budget}) on ${job.n_train} + ${job.n_valid} ` +
+    'images';
   const fraction = phaseFraction(job);
   if (fraction === null) $('job-progress').removeAttribute('value');
   else $('job-progress').value = Math.round(100 * fraction);
@@ -93,6 +94,7 @@ async function followJob(job) {
       if (err.name === 'AbortError') return;
       showError('train-error', err);
       await new Promise((r) => setTimeout(r, 2000));   // the stream broke: read the row again, then reconnect
+      if (following === mine) showError('train-error', '');
     }
     if (following !== mine) return;
     job = await api(`jobs/${job.id}`).catch(() => job);
@@ -104,7 +106,8 @@ async function followJob(job) {
 
 function historyItem(job) {
   let text = `Job ${job.id} · ${job.mode} · ${job.status}`;
-  if (job.status === 'succeeded' && job.progress && job.progress.iteration) text += ` → iteration ${job.progress.iteration}`;
+  const iteration = job.progress && job.progress.iteration;
+  if (job.status === 'succeeded' && iteration) text += ` → iteration ${iteration}`;
   if (job.status === 'failed') text += `: ${job.error}`;
   return el('li', { textContent: text, dataset: { jobId: job.id, status: job.status } });
 }

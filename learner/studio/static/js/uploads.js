@@ -39,7 +39,9 @@ function nearText(near) {
 
 /** One file's report in words (see learner/studio/ingest.py for what the server reports). */
 export function reportText(r) {
-  if (r.status === 'error') return r.error.startsWith(`${r.filename}: `) ? r.error.slice(r.filename.length + 2) : r.error;
+  // the server's reason starts with the file's name, which the report already shows
+  const named = `${r.filename}: `;
+  if (r.status === 'error') return r.error.startsWith(named) ? r.error.slice(named.length) : r.error;
   if (r.status === 'duplicate') {
     let text = `duplicate of image ${r.duplicate_of}: the same bytes, stored once`;
     if (r.conflicting) text += `; conflicting tag: image ${r.duplicate_of} is tagged ${r.tags.join(', ')}`;
@@ -61,7 +63,8 @@ function reportItem(r) {
 async function sendBatch(files, tag, index, total) {
   const where = tag ? `to ${tag.name}` : 'untagged';
   const size = files.reduce((n, f) => n + f.size, 0);
-  const progress = el('progress', { max: 100, value: 0, attrs: { 'aria-label': `upload ${index} of ${total} ${where}` } });
+  const progress = el('progress', { max: 100, value: 0,
+    attrs: { 'aria-label': `upload ${index} of ${total} ${where}` } });
   const status = el('span', { className: 'status', textContent: 'waiting' });
   const list = el('ul', { className: 'report-list' });
   const row = el('li', { className: 'upload', dataset: { tag: tag ? tag.name : '' } },
@@ -87,7 +90,8 @@ async function sendBatch(files, tag, index, total) {
   } catch (err) {
     row.classList.add('failed');
     status.textContent = 'failed';
-    list.append(el('li', { className: 'report error', dataset: { status: 'request-error' }, textContent: err.message }));
+    list.append(el('li', { className: 'report error', dataset: { status: 'request-error' },
+      textContent: err.message }));
   }
 }
 
