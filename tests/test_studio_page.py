@@ -23,6 +23,7 @@ import pytest
 
 pytest.importorskip('sqlalchemy', reason='the studio extra is not installed: pip install -e ".[studio]"')
 import httpx  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from _browser_helpers import (accessibility_problems, drop_files, fit_problems, interactive_roles,  # noqa: E402
                               phone_screen, save_screenshot, severe_console_messages, start_chromium)
@@ -224,24 +225,28 @@ def first_half(walk: Walk, hymenoptera: Path, tmp_path: Path, project_name: str,
     walk.wait(lambda: walk.tag_count('bees') == f'{n_per_tag} images', 'the bees count')
     walk.step('duplicate-and-refusals', show='uploads-title')
 
-    # an untagged photo: tag it bees, untag it, delete it (after the confirmation)
-    extra = _photos(hymenoptera, 'val', 'bees', 2)[1:]
-    reports = walk.upload('', extra)
+    # a re-encoded copy of an ant photo dropped on bees: a near-duplicate under another tag; then set its tag to
+    # ants, remove its tags, and delete it (after the confirmation)
+    copy = tmp_path / 'ant-copy.jpg'
+    Image.open(first_ant[0]).save(copy, format='JPEG', quality=85)
+    reports = walk.upload('bees', [copy])
     assert reports[0][1] == 'created', reports
+    assert re.search(r'near-duplicate of image \d+ \(ants\): conflicting tag', reports[0][2]), reports
     image_id = int(reports[0][3])
-    walk.choose('gallery-filter', 'Untagged')
-    walk.wait(lambda: walk.gallery_ids() == [image_id], 'the untagged image')
-    walk.choose('retag-to', 'bees')
-    walk.act_on(image_id, 'retag')
-    walk.wait(lambda: walk.tag_count('bees') == f'{n_per_tag + 1} images', 'the image tagged bees')
-    walk.wait(lambda: walk.gallery_ids() == [], 'no untagged image left')
+    walk.step('near-duplicate', show='uploads-title')
     walk.choose('gallery-filter', 'bees')
-    walk.wait(lambda: image_id in walk.gallery_ids(), 'the image under bees')
+    walk.wait(lambda: image_id in walk.gallery_ids(), 'the copy under bees')
+    walk.choose('retag-to', 'ants')
+    walk.act_on(image_id, 'retag')
+    walk.wait(lambda: walk.tag_count('ants') == f'{n_per_tag + 1} images', 'the copy tagged ants')
+    walk.wait(lambda: image_id not in walk.gallery_ids(), 'the copy gone from bees')
+    walk.choose('gallery-filter', 'ants')
+    walk.wait(lambda: image_id in walk.gallery_ids(), 'the copy under ants')
     walk.step('gallery-by-tag', show='gallery-title', accessible=True)
     walk.act_on(image_id, 'untag')
-    walk.wait(lambda: walk.tag_count('bees') == f'{n_per_tag} images', 'the image untagged')
+    walk.wait(lambda: walk.tag_count('ants') == f'{n_per_tag} images', 'the copy untagged')
     walk.choose('gallery-filter', 'Untagged')
-    walk.wait(lambda: walk.gallery_ids() == [image_id], 'the untagged image again')
+    walk.wait(lambda: walk.gallery_ids() == [image_id], 'the untagged copy')
     walk.act_on(image_id, 'delete-images')
     walk.wait(lambda: walk.by_id('confirm').is_displayed(), 'the confirmation')
     assert walk.driver.switch_to.active_element.get_attribute('id') == 'confirm-no'   # the safe choice has the focus
@@ -440,6 +445,24 @@ def test_the_posts_flow_in_the_page(desktop, studio, shots, hymenoptera, tmp_pat
 
 
 def test_the_first_half_on_a_phone_screen(phone, studio, shots, hymenoptera, tmp_path):
+    from selenium.webdriver.common.keys import Keys
     walk = Walk(phone, studio, shots, 'phone', on_phone=True)
     first_half(walk, hymenoptera, tmp_path, 'insects on a phone', 6)
-    assert walk.n_steps >= 8
+    # a tag and the project deleted, each after its confirmation
+    walk.by_id('tag-name').send_keys('wasps', Keys.ENTER)
+    walk.wait(lambda: walk.css('li.tag[data-tag="wasps"]'), 'the tag wasps')
+    walk.css('li.tag[data-tag="wasps"] button')[0].click()
+    walk.wait(lambda: walk.by_id('confirm').is_displayed(), 'the confirmation')
+    walk.by_id('confirm-yes').click()
+    walk.wait(lambda: not walk.css('li.tag[data-tag="wasps"]'), 'the tag deleted')
+    walk.by_id('home').click()
+    card = 'li[data-project-id]'
+    walk.wait(lambda: 'insects on a phone' in [c.find_element('css selector', '.title').text for c in walk.css(card)],
+              'the projects list')
+    walk.step('projects', accessible=True)
+    mine = next(c for c in walk.css(card) if c.find_element('css selector', '.title').text == 'insects on a phone')
+    mine.find_element('css selector', 'button.danger').click()
+    walk.wait(lambda: walk.by_id('confirm').is_displayed(), 'the confirmation')
+    walk.step('project-delete-confirmation')
+    walk.by_id('confirm-yes').click()
+    walk.wait(lambda: 'insects on a phone' not in walk.text('project-list'), 'the project deleted')
