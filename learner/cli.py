@@ -208,13 +208,18 @@ def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f'`learner serve` needs the serve extra ({err}): pip install "learner[serve]" '
                          f'(or pip install -e ".[serve]" in a checkout)') from err
     from .export import load_learner
-    config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_batch=args.max_batch,
-                         max_queue=args.max_queue, max_files=args.max_files,
-                         max_pixels=int(args.max_megapixels * 1e6),
-                         max_request_pixels=int(args.max_request_megapixels * 1e6),
-                         max_queue_bytes=int(args.max_queue_mb * 1024 * 1024),
-                         **({'decode_threads': args.decode_threads} if args.decode_threads else {}))
-    inference = load_learner(model)
+    from .serve.app import check_limits
+    try:
+        config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_batch=args.max_batch,
+                             max_queue=args.max_queue, max_files=args.max_files,
+                             max_pixels=int(args.max_megapixels * 1e6),
+                             max_request_pixels=int(args.max_request_megapixels * 1e6),
+                             max_queue_bytes=int(args.max_queue_mb * 1024 * 1024),
+                             **({'decode_threads': args.decode_threads} if args.decode_threads is not None else {}))
+        inference = load_learner(model)
+        check_limits(config, inference.sz)
+    except ValueError as err:
+        raise SystemExit(f'learner serve: {err}') from err
     where = 'all interfaces' if args.host in ('0.0.0.0', '::') else args.host
     port = args.port or '(a free one: see the line below)'
     print(f'serving {model} ({inference.meta.get("arch")}, {len(inference.classes)} classes) on {where}, port {port}; '

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +34,7 @@ from .callbacks.weight_decay import weight_decay_callbacks
 from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode, mark_trainable
 from .inference import default_loss, task_kind, to_predictions
-from .metrics import metric_name
+from .metrics import metric_names
 from .optim import OptimizerMixin, decay_weights, hyper_state, per_group_values, set_hyper_state
 from .persistence import PersistenceMixin
 from .prediction import PredictionMixin
@@ -50,8 +51,8 @@ def fit_length(n_epochs: float, n_batches: int) -> Tuple[int, int]:
     Raises:
         ValueError: a negative length, or a fractional one so short it holds no batch at all.
     """
-    if not n_epochs >= 0:
-        raise ValueError(f'the fit would last {n_epochs} epochs: give a positive number of epochs')
+    if not (n_epochs >= 0 and math.isfinite(n_epochs)):
+        raise ValueError(f'the fit would last {n_epochs} epochs: give a finite number of epochs >= 0')
     n_batches = max(int(n_batches), 1)
     n_iter = int(round(n_epochs * n_batches))
     if n_epochs > 0 and n_iter == 0:
@@ -112,6 +113,9 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         if not isinstance(model, nn.Module) and callable(getattr(model, 'get_layer_groups', None)):
             layer_groups = model.get_layer_groups() if layer_groups is None else layer_groups  # 0.7's BasicModel
             model = model.model
+        if precision is not None and mixed_precision != 'fp32' and precision != mixed_precision:
+            raise ValueError(f'Learner got precision={precision!r} and mixed_precision={mixed_precision!r}: '
+                             'pass mixed_precision only (precision= is its old name)')
         if precision is not None:
             warnings.warn("Learner(precision=...) is now mixed_precision=... (precision is a metric's name); "
                           "the old name will go", DeprecationWarning, stacklevel=2)
@@ -194,7 +198,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
 
     @property
     def metric_names(self) -> List[str]:
-        return [metric_name(m) for m in self.metrics]
+        return metric_names(self.metrics)
 
     @property
     def callbacks(self) -> List[Callback]:
@@ -222,11 +226,14 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
             self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
         self.n_iter, n_whole = fit_length(n_epochs, len(self.fit_stage.train))
+        if self.n_iter == 0:   # a fit of no epochs: nothing runs, no callback is called
+            self.fit_stage = None
+            return []
         self._stop_requested = False
         self._runner = CallbackRunner(cbs, self)
         self.n_epochs, self.epoch, self.train_iter, self.log = n_whole, 0, 0, {}
         self.start_epoch = 0  # ResumeFromCheckpoint moves it (and train_iter) at before_fit
-        opt, hypers = self.opt, hyper_state(self.opt)
+        self._fit_hypers = [(self.opt, hyper_state(self.opt))]  # every optimizer the fit uses, as first seen
         try:
             with stop_at_batch_end(self._request_stop):
                 try:
@@ -244,8 +251,10 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
                     self._runner('after_fit')
         finally:
             self._runner, self.dl, self.fit_stage = CallbackRunner(), None, None
-            if self.opt is opt:  # (an optimizer replaced during the fit keeps what it was given)
-                set_hyper_state(opt, hypers)
+            for opt, hypers in self._fit_hypers:
+                if len(opt.param_groups) == len(hypers):
+                    set_hyper_state(opt, hypers)
+            self._fit_hypers = []
         return [self.log['valid_loss'], *[self.log[n] for n in self.metric_names]] if self.log else []
 
     def _request_stop(self) -> None:
@@ -289,6 +298,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
 
     def _train_batch(self, model: nn.Module) -> None:
         self.loss = None
+        if self.opt is not self._fit_hypers[-1][0]:  # replaced mid-fit: remember it as it came, before any schedule
+            self._fit_hypers.append((self.opt, hyper_state(self.opt)))
         try:
             self._runner('before_batch')
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -400,6 +411,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         """
         wd_schedule = weight_decay_callbacks(use_wd_sched, per_group_values(lrs, len(self._layer_groups)), cycle_len,
                                              cycle_mult, n_cycle, norm_wds, wds_sched_mult)  # checked before changes
+        if isinstance(n_cycle, bool) or not isinstance(n_cycle, (int, np.integer)) or n_cycle < 0:
+            raise ValueError(f'n_cycle must be a whole number of cycles >= 0, got {n_cycle!r}')
         if wds is not None:
             self.set_wds(wds)
         if metrics is not None:

@@ -20,13 +20,24 @@ import torch.nn.functional as F
 
 __all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'accuracy_multi_np', 'fbeta',
            'f2', 'opt_th',
-           'log_loss', 'precision', 'recall', 'f1', 'mae', 'mse', 'rmse', 'metric_name', 'higher_is_better']
+           'log_loss', 'precision', 'recall', 'f1', 'mae', 'mse', 'rmse', 'metric_name', 'metric_names', 'higher_is_better']
 
 
 def metric_name(fn: Callable) -> str:
     """The name a metric is logged under in `learn.log` and the epoch table (its `__name__`)."""
     inner = getattr(fn, 'func', None)  # functools.partial
     return getattr(fn, '__name__', None) or getattr(inner, '__name__', None) or type(fn).__name__
+
+
+def metric_names(metrics) -> list:
+    """The name each metric is logged under, made unique: a second `accuracy_thresh` (another threshold) is
+    'accuracy_thresh_2', so no value hides another in the epoch log."""
+    names, seen = [], {}
+    for fn in metrics:
+        base = metric_name(fn)
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f'{base}_{seen[base]}')
+    return names
 
 
 def higher_is_better(fn: Callable) -> Optional[bool]:

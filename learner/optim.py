@@ -19,7 +19,8 @@ __all__ = ['NORM_TYPES', 'HyperValue', 'per_group_values', 'build_optimizer', 's
            'OptimizerMixin']
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
-              nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.SyncBatchNorm)
+              nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.SyncBatchNorm, nn.LocalResponseNorm,
+              *([nn.RMSNorm] if hasattr(nn, 'RMSNorm') else []))   # RMSNorm: torch >= 2.4
 
 HyperValue = Union[float, int, Sequence[float], np.ndarray, slice]
 

@@ -228,3 +228,27 @@ def test_after_cancel_events_run_where_each_cancel_lands(tmp_path):
     first = log.seen.index('after_cancel_batch')
     assert log.seen[first - 1:first + 2] == ['before_batch', 'after_cancel_batch', 'after_batch']
     assert log.seen[-2:] == ['after_cancel_fit', 'after_fit']
+
+
+def test_two_metrics_with_one_name_both_keep_their_values(tmp_path):
+    from functools import partial
+
+    def const(preds, targs, v):
+        return v
+    learn = _learner(tmp_path, metrics=[partial(const, v=0.1), partial(const, v=0.9)])
+    result = learn.fit(0.01, 1)
+    assert learn.metric_names == ['const', 'const_2'] and result[1:] == [0.1, 0.9]
+    assert learn.recorder.metrics[-1] == [0.1, 0.9]
+
+
+@pytest.mark.parametrize('exc, event', [(CancelBatch, 'after_batch'), (CancelBatch, 'after_epoch'),
+                                        (CancelValidate, 'before_train'), (CancelValidate, 'before_fit'),
+                                        (CancelFit, 'after_fit')])
+def test_a_cancel_raised_where_nothing_catches_it_says_where_it_belongs(tmp_path, exc, event):
+    class Misplaced(Callback):
+        pass
+    setattr(Misplaced, event, lambda self: (_ for _ in ()).throw(exc()))
+    learn = _learner(tmp_path)
+    with pytest.raises(RuntimeError, match=f'Misplaced raised {exc.__name__} at event {event}.*raise it in'):
+        learn.fit(0.01, 1, callbacks=[Misplaced()])
+    assert learn.fit(0.01, 1), 'and the learner still trains'

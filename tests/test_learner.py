@@ -193,6 +193,8 @@ def test_constructor_validates_arguments(tmp_path):
         _learner(tmp_path, on_nan='maybe')
     with pytest.warns(DeprecationWarning, match='mixed_precision'):   # the old name still works, and says so
         assert _learner(tmp_path, precision='bf16').mixed_precision == 'bf16'
+    with pytest.raises(ValueError, match='mixed_precision only'):      # both, disagreeing: never a silent pick
+        _learner(tmp_path, precision='fp16', mixed_precision='bf16')
     learn = _learner(tmp_path, mixed_precision='bf16')  # on CPU: fp32, one code path
     learn.fit(0.01, 1)
     assert learn.recorder.losses and all(np.isfinite(learn.recorder.losses))

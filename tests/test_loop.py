@@ -217,3 +217,40 @@ def test_batchnorm_and_biases_outside_every_layer_group_get_no_weight_decay(tmp_
     assert id(model[1].weight) not in decayed and id(model[1].bias) not in decayed
     assert id(model[0].bias) not in decayed and id(model[3].bias) not in decayed
     assert id(model[0].weight) in decayed and id(model[3].weight) in decayed
+
+
+def test_an_optimizer_replaced_during_a_fit_is_put_back_as_it_came(tmp_path):
+    from functools import partial
+
+    class SwitchToAdam(Callback):
+        def after_epoch(self):
+            if self.learn.epoch == 0:
+                self.learn.opt_fn = partial(torch.optim.Adam, betas=(0.9, 0.99))
+                self.learn.create_opt(5e-4)
+
+    learn = vector_learner(tmp_path)
+    learn.fit_one_cycle(2, max_lr=0.01, callbacks=[SwitchToAdam()])
+    assert isinstance(learn.opt, torch.optim.Adam)
+    assert learn.opt.param_groups[0]['betas'] == (0.9, 0.99), 'beta1 as it was made, not as 1cycle left it'
+    assert learn.opt.param_groups[-1]['lr'] == pytest.approx(5e-4)
+
+
+def test_fits_of_no_length_do_nothing_and_impossible_lengths_are_refused(tmp_path):
+    learn = vector_learner(tmp_path)
+    assert learn.fit_one_cycle(0) == [] and learn.fit(0.1, 0) == []
+    with pytest.raises(ValueError, match='n_cycle'):
+        learn.fit(0.1, -1)
+    with pytest.raises(ValueError, match='finite'):
+        learn.fit(0.1, 1, cycle_len=float('inf'))
+
+
+def test_rms_norm_weights_get_no_weight_decay(tmp_path):
+    from learner.learner import Learner
+    from conftest import VectorData
+    if not hasattr(torch.nn, 'RMSNorm'):
+        pytest.skip('torch.nn.RMSNorm needs torch >= 2.4')
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.RMSNorm(8), torch.nn.Linear(8, 2))
+    learn = Learner(VectorData(tmp_path), model, layer_groups=[model[0], model[2]], wd=0.1, progress=False)
+    learn.create_opt(0.1)
+    decayed = {id(p) for g in learn.opt.param_groups if g['apply_wd'] for p in g['params']}
+    assert id(model[1].weight) not in decayed

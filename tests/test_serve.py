@@ -251,3 +251,30 @@ def test_the_service_and_its_numbers_import_no_plotting():
             'print(sorted(m for m in sys.modules if m.split(".")[0] == "matplotlib"))')
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == '[]', done.stdout + done.stderr
+
+
+def test_a_progressive_jpeg_is_costed_at_full_size(inference):
+    """Reduced-scale decoding spares a baseline JPEG's memory, not a progressive one's (its decoder keeps every
+    coefficient of the whole image): only the baseline one fits a 1-megapixel budget."""
+    import io
+    from PIL import Image
+    big = Image.fromarray(color_image('green', 5, size=64)).resize((1500, 1500))
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    big.save(baseline, format='JPEG', quality=70)
+    big.save(progressive, format='JPEG', quality=70, progressive=True)
+    with TestClient(create_app(inference, ServeConfig(max_pixels=1_000_000))) as small:
+        assert small.post('/predict', content=baseline.getvalue()).status_code == 200
+        refused = small.post('/predict', content=progressive.getvalue())
+        assert refused.status_code == 422 and '1500x1500' in refused.json()['detail']
+
+
+def test_limits_that_can_never_work_are_refused_and_a_request_bigger_than_the_queue_is_413(inference):
+    for bad in ({'max_files': 0}, {'max_upload_bytes': 0}, {'max_queue_bytes': -1}, {'decode_threads': 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ServeConfig(**bad)
+    with pytest.raises(ValueError, match='cannot hold a single'):
+        create_app(inference, ServeConfig(max_queue_bytes=100))
+    with TestClient(create_app(inference, ServeConfig(max_queue=2))) as tight:
+        files = [('files', (f'{i}.png', png_bytes(_red()))) for i in range(3)]
+        answer = tight.post('/predict/batch', files=files)
+        assert answer.status_code == 413 and 'send fewer' in answer.json()['detail']   # retrying would never help

@@ -103,3 +103,16 @@ def test_an_oversized_upload_gets_its_413_in_urllib_and_requests(server):
                              timeout=120)                 # chunked: no length declared, over the limit mid-stream
     assert streamed.status_code == 413 and 'larger than' in streamed.json()['detail']
     assert requests.post(f'{url}/predict', data=png_bytes(color_image('red', 2)), timeout=60).status_code == 200
+
+
+def test_a_client_that_waits_for_100_continue_gets_its_413_without_sending_the_body(server):
+    import socket
+    url, _ = server
+    host, port = url.rsplit('/', 1)[-1].split(':')
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(f'POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n'
+                     f'Content-Length: {30 * MB}\r\nExpect: 100-continue\r\n\r\n'.encode())
+        answer = b''
+        while b'\r\n\r\n' not in answer:
+            answer += sock.recv(4096)
+    assert answer.startswith(b'HTTP/1.1 413'), answer[:200]   # not '100 Continue': the body is never asked for

@@ -10,7 +10,7 @@ import difflib
 import sys
 from typing import Any, List, Optional, Sequence
 
-__all__ = ['EVENTS', 'CANCEL_EVENTS', 'ALL_EVENTS', 'Callback', 'CallbackRunner', 'CancelFit', 'CancelValidate', 'CancelBatch',
+__all__ = ['EVENTS', 'CANCEL_EVENTS', 'ALL_EVENTS', 'Callback', 'CallbackRunner', 'cancel_lands', 'CancelFit', 'CancelValidate', 'CancelBatch',
            'ORDER_SCHEDULE', 'ORDER_DEFAULT', 'ORDER_RECORDER', 'ORDER_TRACKING', 'ORDER_PROGRESS',
            'ORDER_EPOCH_VALUES']
 
@@ -99,6 +99,28 @@ class Callback:
 
 _CANCELS = (CancelFit, CancelValidate, CancelBatch, KeyboardInterrupt)
 
+_VALIDATION_BATCH_EVENTS = ('before_batch', 'after_loss', 'after_batch', 'after_cancel_batch')
+
+
+def cancel_lands(err: BaseException, event: str, training: bool) -> bool:
+    """Whether the loop has a landing point for `err` raised at `event` (training or validating): CancelBatch in
+    before_batch/after_loss (and before_step in training), CancelValidate in before_validate and validation's batch
+    events, CancelFit anywhere before after_fit. Ctrl-C always lands."""
+    if isinstance(err, KeyboardInterrupt):
+        return True
+    if isinstance(err, CancelFit):
+        return event not in ('after_fit', 'after_cancel_fit')
+    if isinstance(err, CancelValidate):
+        return event == 'before_validate' or (not training and event in _VALIDATION_BATCH_EVENTS)
+    if isinstance(err, CancelBatch):
+        return event in ('before_batch', 'after_loss') or (training and event == 'before_step')
+    return False
+
+
+_WHERE = {CancelBatch: 'before_batch, after_loss or (in training) before_step',
+          CancelValidate: "before_validate or validation's batch events",
+          CancelFit: 'any event before after_fit'}
+
 
 def _note(err: BaseException, text: str) -> None:
     """Attach `text` to an exception once: `add_note` on Python 3.11+, else appended to a string message (3.10)."""
@@ -124,6 +146,7 @@ class CallbackRunner:
     """
 
     def __init__(self, cbs: Sequence[Callback] = (), learn: Any = None):
+        self.learn = learn
         self.callbacks: List[Callback] = sorted(cbs, key=lambda cb: cb.order)
         for cb in self.callbacks:
             cb.learn = learn
@@ -134,8 +157,12 @@ class CallbackRunner:
         for cb, handler in self._handlers[event]:
             try:
                 handler()
-            except _CANCELS:
-                raise
+            except _CANCELS as err:
+                if cancel_lands(err, event, bool(getattr(self.learn, 'training', False))):
+                    raise
+                where = next(text for kind, text in _WHERE.items() if isinstance(err, kind))
+                raise RuntimeError(f'callback {cb.name} raised {type(err).__name__} at event {event}, where nothing '
+                                   f'catches it: raise it in {where}') from err
             except Exception as err:
                 _note(err, f'raised by callback {cb.name} at event {event}')
                 raise

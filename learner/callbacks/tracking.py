@@ -5,7 +5,7 @@ import math
 import warnings
 from typing import Callable, Optional, Sequence
 
-from ..metrics import higher_is_better, metric_name
+from ..metrics import higher_is_better, metric_names
 from .base import ORDER_TRACKING, CancelFit, Callback
 
 __all__ = ['SaveBest', 'EarlyStopping', 'CycleSnapshot', 'monitor_direction']
@@ -16,8 +16,8 @@ def monitor_direction(monitor: str, metrics: Sequence[Callable]) -> Optional[str
     (`higher_is_better`, see metrics.py); None when nothing says."""
     if monitor in ('train_loss', 'valid_loss'):
         return 'min'
-    for fn in metrics:
-        if metric_name(fn) == monitor:
+    for name, fn in zip(metric_names(metrics), metrics):
+        if name == monitor:
             higher = higher_is_better(fn)
             return None if higher is None else ('max' if higher else 'min')
     return None

@@ -41,11 +41,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.images import ImageError
-from .batcher import Batcher, QueueFull
+from .batcher import Batcher, NeverFits, QueueFull
 from .decode import DEFAULT_MAX_PIXELS, decode_image_bytes, decoded_pixels
 from .info import default_threshold, model_info, threshold_table
 
-__all__ = ['ServeConfig', 'PredictionService', 'create_app', 'serve']
+__all__ = ['ServeConfig', 'PredictionService', 'check_limits', 'create_app', 'serve']
 
 STATIC = Path(__file__).resolve().parent / 'static'
 MB = 1024 * 1024
@@ -82,6 +82,17 @@ class ServeConfig:
     max_queue_bytes: int = 256 * MB
     decode_threads: int = dataclasses.field(default_factory=lambda: min(4, os.cpu_count() or 1))
     max_drain_bytes: int = 64 * MB
+
+    def __post_init__(self) -> None:
+        for name in ('max_upload_bytes', 'max_files', 'max_batch', 'max_queue', 'max_request_pixels',
+                     'max_queue_bytes', 'decode_threads'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'ServeConfig.{name} must be a positive whole number, got {value!r}')
+        if self.max_pixels is not None and (not isinstance(self.max_pixels, int) or self.max_pixels < 0):
+            raise ValueError(f'ServeConfig.max_pixels must be a whole number >= 0 (0: no limit), got {self.max_pixels!r}')
+        if self.max_wait_ms < 0 or self.max_drain_bytes < 0:
+            raise ValueError('ServeConfig.max_wait_ms and max_drain_bytes must be >= 0')
 
 
 class Prediction(BaseModel):
@@ -149,10 +160,13 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http':
             return await self.app(scope, receive, send)
-        declared = dict(scope.get('headers') or []).get(b'content-length')
+        headers = dict(scope.get('headers') or [])
+        declared = headers.get(b'content-length')
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             error = _BodyTooLarge(self.limit)
-            await _drain(receive, self.drain)
+            if headers.get(b'expect', b'').lower() != b'100-continue':
+                # a client that waits for "100 Continue" has sent nothing yet: reading would ask it for the body
+                await _drain(receive, self.drain)
             response = JSONResponse({'detail': error.detail}, status_code=413, headers={'Connection': 'close'})
             return await response(scope, receive, send)
         received = 0
@@ -214,6 +228,14 @@ async def read_images(request: Request, max_files: int) -> List[Tuple[str, bytes
     return [('request body', body)]
 
 
+def check_limits(config: ServeConfig, sz: int) -> None:
+    """Refuse limits that a model of input size `sz` could never work under (a queue too small for one image)."""
+    one_image = 3 * int(sz) * int(sz)   # bytes of one queued model input
+    if config.max_queue_bytes < one_image:
+        raise ValueError(f'max_queue_bytes={config.max_queue_bytes} cannot hold a single {sz} px image '
+                         f'({one_image} bytes): raise it (--max-queue-mb)')
+
+
 class PredictionService:
     """An `InferenceLearner` behind a `Batcher`: decode uploads (bounded, see the module docstring), queue them at the
     model's input size, rank the answers."""
@@ -226,6 +248,7 @@ class PredictionService:
                                max_wait_ms=config.max_wait_ms, max_queue_bytes=config.max_queue_bytes)
         self.decoder = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(config.decode_threads)),
                                                              thread_name_prefix='learner-decode')
+        check_limits(config, self.sz)
         self.info, self.table = model_info(self.meta), threshold_table(self.meta)
         # multi-label answers list the labels present by default; single-label ones every class, ranked
         self.default_threshold = default_threshold(self.meta) if self.is_multi else 0.0
@@ -274,6 +297,8 @@ class PredictionService:
             probs = await self.batcher.predict(prepared)
         except QueueFull as err:
             raise HTTPException(503, str(err), headers={'Retry-After': '1'}) from err
+        except NeverFits as err:
+            raise HTTPException(413, str(err)) from err
         threshold = self.default_threshold if threshold is None else threshold
         return [(name, _ranked(p, self.classes, top_k, threshold)) for name, p in zip(names, probs)]
 

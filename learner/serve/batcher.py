@@ -16,13 +16,17 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ['Batcher', 'QueueFull']
+__all__ = ['Batcher', 'QueueFull', 'NeverFits']
 
 
 def _nbytes(image) -> int:
     if isinstance(image, torch.Tensor):
         return image.numel() * image.element_size()
     return int(getattr(image, 'nbytes', 0))
+
+
+class NeverFits(ValueError):
+    """A request holds more images (or bytes) than the whole queue may: retrying cannot help, send fewer."""
 
 
 class QueueFull(RuntimeError):
@@ -78,10 +82,13 @@ class Batcher:
 
     async def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(len(images), C) probabilities; the images may share model calls with other requests'."""
+        size = sum(_nbytes(image) for image in images)
+        if len(images) > self.max_queue or (self.max_queue_bytes is not None and size > self.max_queue_bytes):
+            raise NeverFits(f'{len(images)} images of {size} bytes in all: more than the queue may ever hold '
+                            f'(max_queue={self.max_queue}, max_queue_bytes={self.max_queue_bytes}); send fewer')
         queue = self._ensure_worker()
         if queue.qsize() + len(images) > self.max_queue:
             raise QueueFull(f'{queue.qsize()} images are already waiting (max_queue={self.max_queue}); retry shortly')
-        size = sum(_nbytes(image) for image in images)
         if self.max_queue_bytes is not None and self.queued_bytes + size > self.max_queue_bytes:
             raise QueueFull(f'the images waiting for the model hold {self.queued_bytes} bytes and these {size} more '
                             f'(max_queue_bytes={self.max_queue_bytes}); retry shortly')

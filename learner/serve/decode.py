@@ -59,9 +59,13 @@ def _opened(data: bytes, name: str) -> Iterator[Image.Image]:
 
 
 def _cost(img: Image.Image, name: str, target_size: Optional[int], max_pixels: Optional[int]) -> int:
-    """Pixels the decoder will hold for this opened image (after the JPEG draft), refused over `max_pixels`."""
-    draft(img, target_size)
+    """Pixels the decoder will hold for this opened image, refused over `max_pixels`: after the JPEG draft for a
+    baseline JPEG; at full size for a progressive one, whose decoder keeps every coefficient of the whole image (two
+    bytes per sample) whatever the scale it outputs."""
     width, height = img.size
+    draft(img, target_size)
+    if not img.info.get('progressive') and not img.info.get('progression'):
+        width, height = img.size
     limit = int(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
     if limit and width * height > limit:
         raise ImageError(f'{name}: decodes to {width}x{height} pixels, more than the {limit} allowed; refused as a '
