@@ -23,9 +23,11 @@ function showOnly(id) {
 }
 
 function askForKey(message = '') {
+  const asking = !$('key-view').hidden;     // several calls may be refused at once: ask once, keep what is typed
   showOnly('key-view');
   $('where').textContent = '';
   showError('key-error', message);
+  if (asking) return;
   $('key-input').value = '';
   $('key-input').focus();
 }

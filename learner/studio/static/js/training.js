@@ -93,6 +93,7 @@ async function followJob(job) {
     } catch (err) {
       if (err.name === 'AbortError') return;
       showError('train-error', err);
+      if (err.status === 401 || err.status === 404) return;    // no key any more, or the job is gone: stop
       await new Promise((r) => setTimeout(r, 2000));   // the stream broke: read the row again, then reconnect
       if (following === mine) showError('train-error', '');
     }
@@ -124,7 +125,7 @@ export async function showTraining() {
   try {
     const jobs = await drawHistory();
     const active = jobs.find((j) => ACTIVE.includes(j.status));
-    if (active) followJob(active);
+    if (active && !(following && following.jobId === active.id)) followJob(active);
     else if (!following || following.projectId !== state.project.id) stopFollowing();
   } catch (err) {
     showError('train-error', err);
