@@ -8,7 +8,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['learner', 'learner.*']),
-    package_data={'learner.serve': ['static/*'], 'learner.studio': ['static/*']},  # the pages ship in the package
+    package_data={'learner.serve': ['static/*'], 'learner.studio': ['static/*', 'static/js/*']},  # the pages ship
     python_requires='>=3.10',  # tested on 3.10 (Colab, Ubuntu 22.04) and 3.11
     install_requires=[
         'torch>=2.1',

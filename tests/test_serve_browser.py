@@ -1,39 +1,14 @@
 """The quick-test page in a real browser: Debian's headless Chromium, driven by Selenium with the system
-chromedriver (nothing is downloaded at run time), against the service running on loopback under uvicorn.
-
-Locally the test skips, saying what to install, when Chromium, chromedriver or selenium is missing; under CI=true
-it fails instead (.ci/run installs them).
-"""
+chromedriver (see _browser_helpers.py), against the service running on loopback under uvicorn."""
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 
 import pytest
 
+from _browser_helpers import missing, start_chromium
 from _serve_helpers import color_image, png_bytes, tiny_export
-
-CHROMIUM_NAMES = ('chromium', 'chromium-browser', 'google-chrome')
-
-
-def _missing(reason: str):
-    message = (f'{reason}: the browser test needs Debian\'s Chromium and ChromeDriver '
-               f'(apt-get install -y chromium chromium-driver) and pip install -e ".[test]"')
-    if os.environ.get('CI', '').lower() == 'true':
-        pytest.fail(f'CI=true but {message}')
-    pytest.skip(message)
-
-
-def _browser_paths() -> tuple:
-    browser = os.environ.get('CHROMIUM') or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
-    driver = os.environ.get('CHROMEDRIVER') or shutil.which('chromedriver')
-    if not browser:
-        _missing('no Chromium found on PATH (looked for ' + ', '.join(CHROMIUM_NAMES) + ')')
-    if not driver:
-        _missing('no chromedriver found on PATH')
-    return browser, driver
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +18,7 @@ def server_url(tmp_path_factory):
         import uvicorn
         from learner.serve import create_app
     except ImportError as err:
-        _missing(f'the serve extra is not installed ({err})')
+        missing(f'the serve extra is not installed ({err})')
     export = tiny_export(tmp_path_factory)
     server = uvicorn.Server(uvicorn.Config(create_app(export), host='127.0.0.1', port=0, log_level='warning'))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -61,21 +36,7 @@ def server_url(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def browser(tmp_path_factory):
-    browser_path, driver_path = _browser_paths()
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _missing('selenium is not installed')
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser_path
-    for flag in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                 '--disable-dev-shm-usage', '--window-size=420,900',  # a phone-sized window
-                 f'--user-data-dir={tmp_path_factory.mktemp("chromium-profile")}'):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path_factory.mktemp('chromium-profile'), window='420,900')   # a phone-sized window
     yield driver
     driver.quit()
 

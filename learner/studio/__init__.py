@@ -8,8 +8,9 @@ threshold, published prediction endpoints with stored predictions for the retrai
     >>> studio = Client('http://127.0.0.1:8000', training_key=..., prediction_key=...)
 
 Modules: store (database), blobs (image files), keys, catalog (projects, tags, images), ingest (uploads and
-duplicates), queue (jobs), trainer (the recipes), jobs (the worker process), iterations, predictions, app (routes),
-server (a running studio), cli, client (the SDK).
+duplicates), queue (jobs), trainer (the recipes), jobs (the worker process), iterations, predictions, thumbnails
+(gallery previews), app (routes), server (a running studio), cli, client (the SDK); static/ holds the web page
+(plain HTML, CSS and JavaScript modules, served at /).
 """
 from .client import Client, StudioError
 

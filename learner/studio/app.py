@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +27,7 @@ from . import catalog, iterations, predictions, queue
 from .errors import StudioError, Unauthorized
 from .ingest import Ingestor
 from .keys import key_kind
+from .thumbnails import THUMBNAIL_SIZES, thumbnail_jpeg
 
 __all__ = ['create_app', 'STATIC']
 
@@ -118,7 +119,14 @@ def create_app(studio: Any) -> FastAPI:
     def health() -> dict:
         """The studio is up; its database backend and local worker processes."""
         return {'status': 'ok', 'database': 'sqlite' if store.is_sqlite else 'postgresql',
-                'workers': studio.worker_pids()}
+                'workers': studio.worker_pids(),
+                # what a client must split uploads by (the page sizes its requests from these)
+                'limits': {'max_upload_bytes': studio.limits.max_upload_bytes, 'max_files': studio.limits.max_files}}
+
+    @app.get('/backbones', dependencies=trained)
+    def backbones() -> list:
+        """Every registered backbone and whether a project can use it here (its pretrained weights are present)."""
+        return catalog.list_backbones()
 
     # ------------------------------------------------------------------------------------------- projects
     @app.get('/projects', dependencies=trained)
@@ -180,6 +188,20 @@ def create_app(studio: Any) -> FastAPI:
     def image_file(project_id: int, image_id: int) -> FileResponse:
         sha = db(predictions.image_file, project_id, image_id)
         return FileResponse(blobs.path(sha), media_type='application/octet-stream')
+
+    @app.get('/projects/{project_id}/images/{image_id}/thumbnail', dependencies=trained)
+    async def image_thumbnail(request: Request, project_id: int, image_id: int, size: int = 160) -> Response:
+        """A JPEG preview fitted in size x size pixels (96, 160 or 320), for galleries."""
+        if size not in THUMBNAIL_SIZES:
+            raise HTTPException(422, f'size must be one of {", ".join(map(str, THUMBNAIL_SIZES))}, got {size}')
+        sha = await run_in_threadpool(db, predictions.image_file, project_id, image_id)
+        # an id can name other bytes after a deletion (SQLite reuses the highest id), so the browser revalidates by
+        # the content's hash: an unchanged thumbnail costs a 304; `private`: only the browser holding the key keeps it
+        headers = {'ETag': f'"{sha}-{size}"', 'Cache-Control': 'private, no-cache'}
+        if request.headers.get('if-none-match') == headers['ETag']:
+            return Response(status_code=304, headers=headers)
+        data = await run_in_threadpool(thumbnail_jpeg, blobs.path(sha), sha, size)
+        return Response(data, media_type='image/jpeg', headers=headers)
 
     @app.post('/projects/{project_id}/images/tags', dependencies=trained)
     def images_tag(project_id: int, body: TagImagesIn) -> dict:
@@ -331,16 +353,28 @@ def create_app(studio: Any) -> FastAPI:
         return db(tag, write=True)
 
     # ------------------------------------------------------------------------------------------- the page
-    if (STATIC / 'index.html').is_file():   # the web page (next issue) ships here when present
+    if (STATIC / 'index.html').is_file():   # the web page: plain HTML, CSS and JavaScript modules, no build step
         @app.get('/', include_in_schema=False)
         async def page() -> FileResponse:
-            return FileResponse(STATIC / 'index.html', media_type='text/html')
-        app.mount('/static', StaticFiles(directory=STATIC), name='static')
+            return FileResponse(STATIC / 'index.html', media_type='text/html', headers=_REVALIDATE)
+        app.mount('/static', _RevalidatedFiles(directory=STATIC), name='static')
     else:
         @app.get('/', include_in_schema=False)
         async def index() -> dict:
             return {'studio': 'learner studio', 'api_docs': '/docs', 'health': '/health'}
     return app
+
+
+# a browser may otherwise keep the page's files for days by heuristics and mix an old module with a new one after an
+# upgrade; revalidating costs a 304 per file
+_REVALIDATE = {'Cache-Control': 'no-cache'}
+
+
+class _RevalidatedFiles(StaticFiles):
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(_REVALIDATE)
+        return response
 
 
 async def _uploaded_files(request: Request, max_files: int):

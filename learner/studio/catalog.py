@@ -14,7 +14,8 @@ from .store import image_tags, images, jobs, projects, publications, tags
 
 __all__ = ['DEFAULT_BACKBONE', 'DEFAULT_SIZE', 'create_project', 'get_project', 'find_project', 'list_projects',
            'update_project', 'delete_project', 'create_tag', 'get_tags', 'resolve_tags', 'delete_tag', 'get_image',
-           'list_images', 'set_image_tags', 'delete_images', 'image_tag_names', 'tag_counts', 'check_backbone']
+           'list_images', 'set_image_tags', 'delete_images', 'image_tag_names', 'tag_counts', 'check_backbone',
+           'list_backbones']
 
 DEFAULT_BACKBONE = 'efficientnet_lite0'
 DEFAULT_SIZE = 224
@@ -47,6 +48,20 @@ def check_backbone(name: str) -> str:
             raise Invalid(f'no pretrained weights for {spec.name} on the studio machine: put {file_name} in '
                           f'{weights_folder()} (TORCH_HOME/hub/checkpoints), or use {DEFAULT_BACKBONE}')
     return spec.name
+
+
+def list_backbones() -> List[dict]:
+    """Every registered backbone: {'name', 'available' (its weights are here), 'reason' (why not, else None)},
+    the default first, then the available ones, by name."""
+    from ..models.backbones import registered_backbones
+    out = []
+    for name in registered_backbones():
+        try:
+            check_backbone(name)
+            out.append({'name': name, 'available': True, 'reason': None})
+        except Invalid as err:
+            out.append({'name': name, 'available': False, 'reason': err.detail})
+    return sorted(out, key=lambda b: (b['name'] != DEFAULT_BACKBONE, not b['available'], b['name']))
 
 
 # ------------------------------------------------------------------------------------------------- projects
