@@ -102,7 +102,14 @@ class Walk:
                 return predicate()
             except StaleElementReferenceException:   # redrawn while read: look again
                 return False
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(check, message=what)
+        from selenium.common.exceptions import TimeoutException
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(check, message=what)
+        except TimeoutException as err:   # say what the page showed instead
+            shown = self.driver.execute_script(
+                "const j = document.getElementById('job'); const t = (id) => (document.getElementById(id) || {}).textContent;"
+                "return j ? [j.dataset.status, t('job-status'), t('job-error'), t('train-error')] : null;")
+            raise AssertionError(f'{what}: not seen in {timeout} s; the job panel showed {shown}') from err
 
     def tab(self, view: str) -> None:
         self.css(f'#tabs a[data-view="{view}"]')[0].click()
@@ -338,6 +345,7 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
     project = f'/projects/{project_id}'
 
     walk.tab('train')
+    walk.by_id('mode-advanced').click()      # minutes long: still running when cancelled or killed, on any machine
     _start_job(walk)
     walk.wait(lambda: walk.by_id('job-cancel').is_displayed(), 'the cancel button')
     walk.by_id('job-cancel').click()
@@ -352,6 +360,7 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
     assert f'worker process {worker} was killed by signal SIGKILL' in walk.text('job-error')
     walk.step('training-failed', show='train-title')
 
+    walk.by_id('mode-quick').click()
     _follow_training(walk, 'training-progress')     # the studio has started a new worker
     walk.step('trained', show='train-title')
     walk.by_id('job-iteration').click()

@@ -80,6 +80,23 @@ def test_advanced_fits_its_budget_and_never_returns_a_worse_model(tmp_path):
     assert accuracy >= head['accuracy'] - 1e-9           # the fine-tuned weights are kept only when not worse
 
 
+def test_a_sweep_that_diverges_at_once_falls_back_to_the_course_lr(tmp_path):
+    """A head already trained on a few images has a loss near 0 that one batch can quadruple: the sweep stops after
+    2 points. The advanced recipe must then fine-tune at its fallback lr, not fail the job."""
+    from learner.studio.trainer import _lr_find
+    learn = train_quick(_data(tmp_path), 'efficientnet_lite0', {'epochs': 1, 'seed': 0}, RecordingReporter())[0]
+    learn.precompute = False
+    learn.unfreeze()
+    plain, calls = learn.loss_func, []
+
+    def loss_near_zero_then_a_hard_batch(pred, y):   # what a sweep sees on such a head: 0.01, then a batch at 1.0
+        calls.append(1)
+        return plain(pred, y) * 0 + (0.01 if len(calls) == 1 else 1.0)
+    learn.loss_func = loss_near_zero_then_a_hard_batch
+    suggestions, n_swept, _, cut_short = _lr_find(learn, RecordingReporter(), 10, start_lr=1e-6, end_lr=1e-1)
+    assert suggestions is None and 1 <= n_swept < 3 and not cut_short  # a batch measured: the recipe can still plan its epochs
+
+
 def test_a_cancel_stops_training_within_a_batch(tmp_path):
     reporter = RecordingReporter(cancel_after_batches=3)
     with pytest.raises(JobCancelled):

@@ -174,18 +174,20 @@ def _pick_lr(suggestions, low: float, high: float, fallback: float) -> float:
 
 
 def _lr_find(learn: ConvLearner, reporter: Reporter, num_it: int, deadline: Optional[float] = None, **kwargs):
-    """lr_find, stopped early at `deadline`; (suggestions or None when too few points, batches swept, seconds)."""
+    """lr_find, stopped early at `deadline`; (suggestions or None when too few points, batches swept, seconds, whether
+    the deadline stopped it: agreed by every process, as the batches swept are)."""
     callback = ReportProgress(reporter, deadline, epochs=False)
     started = time.monotonic()
     try:
         suggestions = learn.lr_find(num_it=num_it, callbacks=[callback], **kwargs)
-    except ValueError:       # cut short before it had points enough to suggest (the learner is restored all the same)
-        if not callback.hit_deadline:
+    except ValueError:       # too few points to suggest (the learner is restored all the same): cut short by the
+        # deadline, or diverged at once (a head already trained on a few images: a loss near 0 that one batch quadruples)
+        if not (callback.hit_deadline or callback.n_batches < 3):
             raise
         suggestions = None
     if callback.cancelled or cancel_agreed(reporter):
         raise JobCancelled()
-    return suggestions, callback.n_batches, time.monotonic() - started
+    return suggestions, callback.n_batches, time.monotonic() - started, callback.hit_deadline
 
 
 def _new_learner(data: DataBunch, backbone: str, cache_dir: Optional[Path]) -> ConvLearner:
@@ -241,9 +243,9 @@ def train_advanced(data: DataBunch, backbone: str, options: dict, budget_minutes
     reporter.phase('finding the learning rate (fine-tuning)')
     n_sweep = int(min(30, max(5, len(data.trn_dl) * 2)))
     remaining = deadline - time.monotonic()
-    suggestions, n_swept, seconds = _lr_find(learn, reporter, n_sweep, time.monotonic() + remaining / 4,
-                                             start_lr=1e-6, end_lr=1e-1)
-    if n_swept < 2:   # the head used the budget: no time to measure, let alone fine-tune
+    suggestions, n_swept, seconds, cut_short = _lr_find(learn, reporter, n_sweep, time.monotonic() + remaining / 4,
+                                                        start_lr=1e-6, end_lr=1e-1)
+    if n_swept < 1 or (n_swept < 2 and cut_short):   # the head used the budget: no time to measure, let alone fine-tune
         history.append({'phase': 'fine-tuning', 'epochs': 0, 'skipped': 'the head used the whole budget: give '
                         'more minutes to fine-tune the body'})
         learn.model.load_state_dict(head_state)
