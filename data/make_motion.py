@@ -4,7 +4,7 @@
                                [--formats mp4,webm]
 
 Each video: a static background (a random two-colour gradient with fixed noise), and one shape (a disc or a square,
-random colour and size) that moves at a constant random speed (3% to 6% of the frame a frame) in the direction of its
+random colour and size) that moves at a constant random speed (5% to 8% of the frame a frame) in the direction of its
 class. The frame is a torus: the shape leaves on one side and comes back on the other, so in every frame its position
 is uniform over the whole frame whatever the class, and no single frame says anything about the class: a one-frame
 model is at chance (25%), a model that pools frames without their order can at best tell horizontal from vertical
@@ -43,7 +43,7 @@ def frames(cls: str, size: int, n_frames: int, rng: np.random.Generator) -> np.n
     colour = (255 - background.mean((0, 1)) + rng.uniform(-40, 40, 3)) % 256  # contrasts with the background
     radius = rng.uniform(0.08, 0.14) * size
     square = rng.random() < 0.5
-    speed = rng.uniform(0.03, 0.06) * size                                # 3% to 6% of the frame a frame
+    speed = rng.uniform(0.05, 0.08) * size                                # 5% to 8% of the frame a frame
     start = rng.uniform(0, size, 2)                                      # (row, column), anywhere: a torus
     step = np.array(DIRECTIONS[cls], dtype=np.float64) * speed
     rows, cols = np.mgrid[0:size, 0:size] + 0.5

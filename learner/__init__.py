@@ -269,6 +269,10 @@ from .launch import (
 
 __version__ = '0.1.0'
 
+# Importing the submodule learner.optim (above, through .learner) bound the package attribute `optim` to it; course
+# code's `optim` is torch's (`opt_fn=optim.Adam`), as `from torch import optim` gave before that import.
+optim = torch.optim
+
 __all__ = [
     # data
     'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImageWarning', 'Transforms', 'CropType', 'Scale',
