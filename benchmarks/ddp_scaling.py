@@ -59,7 +59,7 @@ def train(args, global_bs: int) -> dict:
     device = torch.device('cuda') if args.device == 'cuda' else torch.device('cpu')
     data = ImageClassifierData.from_arrays('.', trn, val, bs=bs, num_workers=0, device=device)
     learn = Learner(data, make_model(args.arch), metrics=[accuracy], progress=False,
-                    precision='bf16' if args.device == 'cuda' else 'fp32')
+                    mixed_precision='bf16' if args.device == 'cuda' else 'fp32')
     learn.fit_one_cycle(1, args.lr)                 # warm-up: allocations, DDP buckets, cudnn autotuning
     distributed.barrier()
     start = time.perf_counter()

@@ -134,6 +134,9 @@ from .metrics import (
     recall,
     f1,
     accuracy_multi,
+    mae,
+    mse,
+    rmse,
 )
 from .models import (
     BackboneSpec,
@@ -300,7 +303,7 @@ __all__ = [
     'Recorder',
     # metrics
     'accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'fbeta', 'log_loss', 'precision', 'recall',
-    'f1', 'accuracy_multi', 'f2', 'opt_th',
+    'f1', 'accuracy_multi', 'f2', 'opt_th', 'mae', 'mse', 'rmse',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
     'create_body', 'create_head', 'AdaptiveConcatPool2d', 'AdaptiveConcatPool3d', 'Flatten',

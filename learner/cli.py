@@ -165,7 +165,11 @@ def serve(args: argparse.Namespace) -> None:
                          f'(or pip install -e ".[serve]" in a checkout)') from err
     from .export import load_learner
     config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_batch=args.max_batch,
-                         max_queue=args.max_queue, max_files=args.max_files)
+                         max_queue=args.max_queue, max_files=args.max_files,
+                         max_pixels=int(args.max_megapixels * 1e6),
+                         max_request_pixels=int(args.max_request_megapixels * 1e6),
+                         max_queue_bytes=int(args.max_queue_mb * 1024 * 1024),
+                         **({'decode_threads': args.decode_threads} if args.decode_threads else {}))
     inference = load_learner(model)
     where = 'all interfaces' if args.host in ('0.0.0.0', '::') else args.host
     port = args.port or '(a free one: see the line below)'
@@ -207,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--max-batch', type=int, default=32, help='most images in one model call (default: 32)')
     s.add_argument('--max-queue', type=int, default=1024, help='most images waiting before 503 (default: 1024)')
     s.add_argument('--max-files', type=int, default=64, help='most images in one /predict/batch call (default: 64)')
+    s.add_argument('--max-megapixels', type=float, default=64, help='largest image an upload may decode to; larger '
+                   'get 422 (default: 64)')
+    s.add_argument('--max-request-megapixels', type=float, default=256, help='most pixels the images of one request '
+                   'may decode to together; more get 413 (default: 256)')
+    s.add_argument('--max-queue-mb', type=float, default=256, help='most bytes of images waiting for the model '
+                   'before 503 (default: 256)')
+    s.add_argument('--decode-threads', type=int, default=None, help='uploads decoded at once (default: CPU count, '
+                   'at most 4)')
     s.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
@@ -135,15 +135,18 @@ class ConvLearner(Learner):
             raise ValueError(f'precompute=True cannot be used with {reason}: the cached activations would go stale. '
                              'Call learn.freeze() first (and use the default head)')
         if self.precomputed is None:
-            identity = {'backbone': self.spec.name, 'pretrained': bool(self.pretrained_weights),
-                        'xtra_cut': int(self.xtra_cut)}
-            self.precomputed = PrecomputedFeatures(self.body, self.head[:HEAD_POOL_LAYERS],
-                                                   self.head[HEAD_POOL_LAYERS:], self.data, identity,
-                                                   cache_dir=self.precompute_cache_dir)
+            self.precomputed = PrecomputedFeatures(self)
+
+    def feature_parts(self) -> Tuple[nn.Module, nn.Module, nn.Module, dict]:
+        """What precompute caches and trains, read from the model as it is now: (the body, the head's pooling and
+        flattening, the rest of the head, what names the body besides its weights)."""
+        identity = {'backbone': self.spec.name, 'pretrained': bool(self.pretrained_weights),
+                    'xtra_cut': int(self.xtra_cut)}
+        return self.body, self.head[:HEAD_POOL_LAYERS], self.head[HEAD_POOL_LAYERS:], identity
 
     def set_data(self, data: Any, precompute: Optional[bool] = None) -> None:
         """Swap in another DataBunch (progressive resizing); the freeze state is kept and so is precompute unless
-        `precompute` says otherwise (the cache follows the new data and size)."""
+        `precompute` says otherwise (the cache follows the new data, size and batch size: it reads `learn.data`)."""
         super().set_data(data)
         if precompute is not None:
             self.precompute = precompute

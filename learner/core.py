@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 __all__ = ['default_device', 'to_numpy', 'to_device', 'rng_state', 'set_rng_state', 'Stage', 'stop_at_batch_end',
-           'is_writable', 'user_cache_dir', 'output_folder']
+           'is_writable', 'user_cache_dir', 'output_folder', 'lone_last_batch']
 
 
 def default_device() -> torch.device:
@@ -42,6 +42,12 @@ def to_device(obj: Any, device: torch.device, non_blocking: bool = False) -> Any
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
     return obj
+
+
+def lone_last_batch(n_items: int, bs: int) -> bool:
+    """True when batches of `bs` over `n_items` would end with a batch of a single item, which training loaders drop:
+    BatchNorm cannot compute batch statistics from one row (and one noisy step is worth little)."""
+    return n_items > 1 and n_items % bs == 1
 
 
 def rng_state() -> dict:

@@ -29,7 +29,9 @@ Example (one script, any number of processes):
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
+import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
@@ -100,18 +102,55 @@ def setup(device: Any = None) -> torch.device:
         if device.type == 'cuda':
             torch.cuda.set_device(_env_int('LOCAL_RANK', 0))
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-        atexit.register(shutdown)
+    _leave_at_exit()
     if device.type == 'cuda':
         device = torch.device('cuda', _env_int('LOCAL_RANK', 0))
         torch.cuda.set_device(device)
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group (at exit). No barrier first: after an error on one process a barrier would pair with
-    another process's pending collective and hang, where leaving lets that collective fail and the process exit."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(clean: bool = False) -> None:
+    """Leave the process group (what happens at exit; `launch` calls it in its processes).
+
+    Args:
+        clean: this process got to its end without an error, so every process is expected at the same place: wait
+            for them (a barrier, bounded by `EXIT_BARRIER_SECONDS` on gloo) before destroying the group, so that no
+            process tears the group's connections down while another still uses them (which aborted processes at
+            exit with 'terminate called without an active exception'). After an error no barrier is made: it would
+            pair with another process's pending collective and hang, where leaving lets that collective fail.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean and dist.get_world_size() > 1:
+        try:
+            if dist.get_backend() == 'gloo':
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=EXIT_BARRIER_SECONDS))
+            else:
+                dist.barrier()
+        except Exception:  # noqa: BLE001 - a process that failed never arrives: leave anyway
+            pass
+    dist.destroy_process_group()
+
+
+#: How long a process that ended cleanly waits at exit for the others before leaving the group anyway.
+EXIT_BARRIER_SECONDS = 120
+
+_exit = {'registered': False, 'failed': False}
+
+
+def _leave_at_exit() -> None:
+    """Once per process: leave the group at interpreter exit, cleanly unless an uncaught exception ended the script
+    (noted by a wrapper around `sys.excepthook`, which runs before `atexit`)."""
+    if _exit['registered']:
+        return
+    _exit['registered'] = True
+    previous = sys.excepthook
+
+    def note_failure(kind, value, tb):
+        _exit['failed'] = True
+        previous(kind, value, tb)
+    sys.excepthook = note_failure
+    atexit.register(lambda: shutdown(clean=not _exit['failed']))
 
 
 def _comm_device() -> torch.device:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import collect_outputs, image_batch, to_predictions, to_probabilities
-from .interpret import DEFAULT_THRESHOLD, threshold_curve, validation_report
+from .inference import collect_outputs, image_pixels, to_predictions, to_probabilities
+from .reports import DEFAULT_THRESHOLD, threshold_curve, validation_report
 from .persistence import atomic_torch_save, safe_torch_load
 from .models.backbones import create_body, get_backbone, num_features
 from .models.heads import create_head
@@ -119,20 +119,26 @@ class InferenceLearner:
         self.model = model.to(self.device).eval()
         self.valid_tfms = tfms_from_stats((np.array(meta['mean']), np.array(meta['std'])), self.sz)[1]
 
-    def _batch(self, images: Sequence[Any]) -> torch.Tensor:
-        """Images (paths, PIL images or HxWx3 uint8 arrays) -> one normalized (B, 3, sz, sz) batch on the device."""
-        return torch.cat([image_batch(image, self.valid_tfms, self.device) for image in images])
+    def prepare(self, image: Any) -> torch.Tensor:
+        """One image (path, PIL image or HxWx3 uint8 array) -> uint8 (3, sz, sz) after the validation transforms:
+        the model's input before normalization (what a prediction service queues)."""
+        return image_pixels(image, self.valid_tfms)
+
+    def predict_prepared(self, xb: Union[torch.Tensor, Sequence[torch.Tensor]]) -> np.ndarray:
+        """(N, C) probabilities for a uint8 (N, 3, sz, sz) batch (or a list of `prepare` outputs), normalized here
+        and run through the same eval loop and conversion as `learn.get_preds`."""
+        xb = torch.stack(list(xb)) if not isinstance(xb, torch.Tensor) else xb
+        if len(xb) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        x = self.valid_tfms.normalize(xb.to(self.device))
+        out, _ = collect_outputs(self.model, [(x, torch.zeros(len(x)))])
+        kind = 'multi' if self.is_multi else 'single'
+        return to_probabilities(to_predictions(out, kind).numpy(), kind)
 
     def predict_probs(self, images: Sequence[Any]) -> np.ndarray:
         """(N, C) probabilities (softmax, or per-class sigmoid for multi-label) for image paths, PIL images or arrays,
         through the same eval loop and conversion as `learn.get_preds`."""
-        images = list(images)
-        if not images:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        x = self._batch(images)
-        out, _ = collect_outputs(self.model, [(x, torch.zeros(len(x)))])
-        kind = 'multi' if self.is_multi else 'single'
-        return to_probabilities(to_predictions(out, kind).numpy(), kind)
+        return self.predict_prepared([self.prepare(image) for image in images])
 
     def predict_image(self, image: Any) -> tuple:
         """`(class name, probabilities (C,))` for one image path, PIL image or HxWx3 uint8 array."""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ['KINDS', 'task_kind', 'default_loss', 'collect_outputs', 'to_predictions', 'to_probabilities', 'tta_predictions',
-           'blend_tta', 'image_batch', 'average_clips', 'clips_in']
+           'blend_tta', 'image_pixels', 'image_batch', 'average_clips', 'clips_in']
 
 KINDS = ('single', 'multi', 'regression')
 
@@ -133,9 +133,9 @@ def blend_tta(preds: np.ndarray, kind: str, beta: float = 0.4) -> np.ndarray:
     return (1 - beta) * probs[0] + beta * probs[1:].mean(0)
 
 
-def image_batch(image: Any, tfms: Any, device: torch.device) -> torch.Tensor:
-    """One image (a path, a PIL image or an HxWx3 uint8 array) through a validation pipeline `tfms` (a
-    `Transforms`) and its normalization -> a (1, 3, sz, sz) float batch on `device`."""
+def image_pixels(image: Any, tfms: Any) -> torch.Tensor:
+    """One image (a path, a PIL image or an HxWx3 uint8 array) through a validation pipeline `tfms` (a `Transforms`)
+    -> uint8 (3, sz, sz), not yet normalized (what a prediction service queues: small and of known size)."""
     from PIL import Image
     from .data.images import open_image
     if isinstance(image, (str, os.PathLike)):
@@ -146,4 +146,10 @@ def image_batch(image: Any, tfms: Any, device: torch.device) -> torch.Tensor:
         arr = np.asarray(image, dtype=np.uint8)
         if arr.ndim != 3 or arr.shape[-1] != 3:
             raise ValueError(f'expected an RGB image of shape (H, W, 3), got an array of shape {arr.shape}')
-    return tfms.normalize(tfms(arr)[None].to(device))
+    return tfms(arr)
+
+
+def image_batch(image: Any, tfms: Any, device: torch.device) -> torch.Tensor:
+    """One image through `image_pixels` and the pipeline's normalization -> a (1, 3, sz, sz) float batch on
+    `device`."""
+    return tfms.normalize(image_pixels(image, tfms)[None].to(device))

@@ -31,6 +31,7 @@ def _run_launched(fn: Callable, args: tuple, kwargs: dict, rank_: int, n_procs: 
                       LOCAL_RANK=str(rank_), LOCAL_WORLD_SIZE=str(n_procs), GROUP_RANK='0')
     if threads:
         torch.set_num_threads(threads)
+    clean = False
     try:
         value = fn(*args, **kwargs)
         try:
@@ -39,10 +40,11 @@ def _run_launched(fn: Callable, args: tuple, kwargs: dict, rank_: int, n_procs: 
             raise TypeError(f'launch: the value fn returned on process 0 cannot be pickled ({err}); return plain data '
                             '(numbers, lists, dicts, numpy arrays, CPU tensors)') from err
         results.put((rank_, True, payload))
+        clean = True
     except BaseException:  # noqa: BLE001 - the parent raises it
         results.put((rank_, False, traceback.format_exc()))
     finally:
-        shutdown()  # atexit does not run in a multiprocessing child
+        shutdown(clean)  # atexit does not run in a multiprocessing child
 
 
 def launch(fn: Callable[..., T], n_procs: int, *args: Any, timeout: Optional[float] = None,

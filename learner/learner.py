@@ -30,14 +30,31 @@ from .callbacks.tracking import CycleSnapshot, SaveBest
 from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode
 from .inference import average_clips, clips_in, default_loss, task_kind, to_predictions
-from .optim import OptimizerMixin, decay_weights, per_group_values
+from .metrics import metric_name
+from .optim import OptimizerMixin, decay_weights, hyper_state, per_group_values, set_hyper_state
 from .persistence import PersistenceMixin
 from .prediction import PredictionMixin
 from .summary import SummaryMixin
 
-__all__ = ['Learner', 'NonFiniteLossError']
+__all__ = ['Learner', 'NonFiniteLossError', 'fit_length']
 
 _PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def fit_length(n_epochs: float, n_batches: int) -> Tuple[int, int]:
+    """(training batches, epochs begun) of a fit of `n_epochs` (possibly fractional) epochs of `n_batches` each.
+
+    Raises:
+        ValueError: a negative length, or a fractional one so short it holds no batch at all.
+    """
+    if not n_epochs >= 0:
+        raise ValueError(f'the fit would last {n_epochs} epochs: give a positive number of epochs')
+    n_batches = max(int(n_batches), 1)
+    n_iter = int(round(n_epochs * n_batches))
+    if n_epochs > 0 and n_iter == 0:
+        raise ValueError(f'{n_epochs:g} epochs of {n_batches} batches is not a single batch: lengthen the fit '
+                         f'(e.g. cycle_len >= {1 / n_batches:.2g}) or use smaller batches')
+    return n_iter, -(-n_iter // n_batches)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -62,7 +79,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         wd: decoupled weight decay (per step `w -= lr * wd * w`), skipping biases and BN unless `decay_bn_bias`.
         wds: per layer group weight decays (float, list or slice); overrides `wd`.
         clip: max gradient norm (after unscaling), or None.
-        precision: 'fp32', 'bf16' (autocast) or 'fp16' (autocast + GradScaler); on CPU always fp32.
+        mixed_precision: 'fp32', 'bf16' (autocast) or 'fp16' (autocast + GradScaler); on CPU always fp32.
+            (`precision=` is its old name, kept with a DeprecationWarning: `precision` is also a metric.)
         cbs: callbacks used in every fit.
         layer_groups: list of modules; default the model's children (or `[model]`).
         path: root folder for `models/`; default `data.path`.
@@ -83,16 +101,20 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
 
     def __init__(self, data: Any, model: nn.Module, opt_fn: Optional[Callable] = None,
                  loss_func: Optional[Callable] = None, metrics: Optional[Sequence[Callable]] = None, wd: float = 0.0,
-                 wds: Any = None, clip: Optional[float] = None, precision: str = 'fp32',
+                 wds: Any = None, clip: Optional[float] = None, mixed_precision: str = 'fp32',
                  cbs: Optional[Sequence[Callback]] = None, layer_groups: Optional[Sequence[nn.Module]] = None,
                  path: Union[str, Path, None] = None, model_dir: str = 'models', progress: bool = True,
                  train_bn: bool = False, on_nan: str = 'raise', decay_bn_bias: bool = False, sync_bn: bool = False,
-                 crit: Optional[Callable] = None):
+                 crit: Optional[Callable] = None, precision: Optional[str] = None):
         if not isinstance(model, nn.Module) and callable(getattr(model, 'get_layer_groups', None)):
             layer_groups = model.get_layer_groups() if layer_groups is None else layer_groups  # 0.7's BasicModel
             model = model.model
-        if precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {list(_PRECISIONS)}, got {precision!r}")
+        if precision is not None:
+            warnings.warn("Learner(precision=...) is now mixed_precision=... (precision is a metric's name); "
+                          "the old name will go", DeprecationWarning, stacklevel=2)
+            mixed_precision = precision
+        if mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {list(_PRECISIONS)}, got {mixed_precision!r}")
         if on_nan not in ('raise', 'stop', 'ignore'):
             raise ValueError(f"on_nan must be 'raise', 'stop' or 'ignore', got {on_nan!r}")
         self.data = data
@@ -104,7 +126,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.loss_func = loss_func or crit or default_loss(task_kind(data))
         self.metrics = list(metrics or [])
         self.clip, self.train_bn, self.on_nan, self.decay_bn_bias = clip, train_bn, on_nan, decay_bn_bias
-        self.precision, self.progress, self.cbs, self.sync_bn = precision, progress, list(cbs or []), sync_bn
+        self.mixed_precision, self.progress, self.cbs, self.sync_bn = mixed_precision, progress, list(cbs or []), sync_bn
         self.path, self.model_dir = Path(path) if path is not None else output_folder(getattr(data, 'path', '.')), model_dir
         self._layer_groups = list(layer_groups) if layer_groups is not None else (list(model.children()) or [model])
         self.wds = per_group_values(wds if wds is not None else wd, len(self._layer_groups), 'wds')
@@ -120,8 +142,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         self.n_clips = 1  # rows of a batch per item: K for video evaluation clips (see `inference.average_clips`)
         self._runner, self._stop_requested = CallbackRunner(), False
         on_gpu = self.device.type == 'cuda'
-        self.amp_dtype = _PRECISIONS[precision] if on_gpu else None
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=on_gpu and precision == 'fp16')
+        self.amp_dtype = _PRECISIONS[mixed_precision] if on_gpu else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=on_gpu and mixed_precision == 'fp16')
 
     @classmethod
     def from_model_data(cls, model: nn.Module, data: Any, **kwargs: Any) -> 'Learner':
@@ -138,13 +160,11 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         return self.distributed.shard(stage) if self.distributed else stage
 
     def set_data(self, data: Any) -> None:
-        """Swap in another DataBunch (progressive resizing); freeze state and precompute are kept (the cache follows
-        the new data)."""
+        """Swap in another DataBunch (progressive resizing) on the learner's device; freeze state and precompute are
+        kept (the cache reads `learn.data`, so it follows the new data)."""
         self.data = data
         if hasattr(data, 'to'):
             data.to(self.device)
-        if self.precomputed is not None:
-            self.precomputed.data = data
 
     @property
     def crit(self) -> Callable:
@@ -162,7 +182,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
 
     @property
     def metric_names(self) -> List[str]:
-        return [getattr(m, '__name__', type(m).__name__) for m in self.metrics]
+        return [metric_name(m) for m in self.metrics]
 
     @property
     def callbacks(self) -> List[Callback]:
@@ -175,23 +195,31 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         show = self.progress and distributed.is_main_process()  # under torchrun only process 0 prints
         return self._run(n_epochs, [self.recorder, *self.cbs, *cbs, *([ProgressCallback()] if show else [])])
 
-    def _run(self, n_epochs: int, cbs: Sequence[Callback], stage: Optional[Stage] = None) -> List[float]:
+    def _run(self, n_epochs: float, cbs: Sequence[Callback], stage: Optional[Stage] = None) -> List[float]:
         """Run `n_epochs` epochs with exactly these callbacks (on `stage`, default `stage()`); returns
-        `[valid_loss, *metrics]` of the last epoch."""
+        `[valid_loss, *metrics]` of the last epoch.
+
+        `n_epochs` may be fractional (SGDR with `cycle_len=0.5`): the fit then runs `round(n_epochs * batches per
+        epoch)` training batches, the last epoch stopping part-way and validating there. The optimizer's
+        hyper-parameters (lr, momentum, betas, wd) are put back as they were when the fit ends, however it ends, so
+        a schedule never leaks into the next fit.
+        """
         if self.opt is None:
             self.create_opt()
         self.fit_stage = stage or self.stage()   # builds the precompute cache, if any, before the first bar
         if self.distributed:            # DDP around what trains, rebuilt when freezing changed what trains
             self.fit_stage = self.distributed.wrap(self.fit_stage, self.sync_bn)
+        self.n_iter, n_whole = fit_length(n_epochs, len(self.fit_stage.train))
         self._stop_requested = False
         self._runner = CallbackRunner(cbs, self)
-        self.n_epochs, self.epoch, self.train_iter, self.log = n_epochs, 0, 0, {}
+        self.n_epochs, self.epoch, self.train_iter, self.log = n_whole, 0, 0, {}
         self.start_epoch = 0  # ResumeFromCheckpoint moves it (and train_iter) at before_fit
+        opt, hypers = self.opt, hyper_state(self.opt)
         try:
             with stop_at_batch_end(self._request_stop):
                 try:
                     self._runner('before_fit')
-                    for self.epoch in range(self.start_epoch, n_epochs):
+                    for self.epoch in range(self.start_epoch, self.n_epochs):
                         self._do_epoch()
                 except CancelFit:
                     pass
@@ -204,6 +232,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
                     self._runner('after_fit')
         finally:
             self._runner, self.dl, self.fit_stage = CallbackRunner(), None, None
+            if self.opt is opt:  # (an optimizer replaced during the fit keeps what it was given)
+                set_hyper_state(opt, hypers)
         return [self.log['valid_loss'], *[self.log[n] for n in self.metric_names]] if self.log else []
 
     def _request_stop(self) -> None:
@@ -229,6 +259,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         losses: list = []
         check_every = 1 if self.device.type == 'cpu' else 25  # a NaN check is a device sync: amortise it on GPU
         for self.iter, (self.xb, self.yb) in enumerate(self.dl):
+            if self.train_iter >= self.n_iter:  # a fractional fit ends part-way through its last epoch
+                break
             self._train_batch(model)
             if self.loss is not None:
                 losses.append(self.loss)
@@ -266,8 +298,8 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
             self.scaler.update()
             if scale is None or self.scaler.get_scale() >= scale:  # a step fp16 skipped (inf grads) must not decay
                 decay_weights(self.opt)
-        except CancelBatch:
-            self._loss_grad = None
+        except CancelBatch:  # the batch is skipped: it counts in neither the epoch's loss nor the recorder
+            self._loss_grad, self.loss = None, None
         self.opt.zero_grad(set_to_none=True)
         self._runner('after_batch')
 
@@ -363,7 +395,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PredictionMixin, Persist
         if best_save_name:
             extra.append(SaveBest(best_save_name, monitor='valid_loss'))
         extra += checkpoint_callbacks(checkpoint_every, resume)
-        return self._fit(int(round(starts[-1])), extra + list(callbacks or []))
+        return self._fit(starts[-1], extra + list(callbacks or []))
 
     def fit_one_cycle(self, n_epochs: int, max_lr: Any = 3e-3, moms: Optional[Tuple[float, float]] = (0.95, 0.85),
                       div_factor: float = 25., pct_start: float = 0.3, final_div: Optional[float] = None,

@@ -1,6 +1,8 @@
 """Metrics computed once per epoch on the whole validation set (never averaged per batch).
 
-A metric is `fn(preds, targs) -> float`, logged under `fn.__name__`. `preds` are what `learn.predict()` returns,
+A metric is `fn(preds, targs) -> float`, logged under `fn.__name__`. Each metric here declares which way is better
+(`fn.higher_is_better`, as torchmetrics does), so `EarlyStopping`/`SaveBest` with `mode='auto'` never guess from a
+name; give your own metrics the attribute too (`my_metric.higher_is_better = False`). `preds` are what `learn.predict()` returns,
 as in fastai 0.7: log-probabilities (N, C) for single-label data (logits work too: every single-label metric here
 depends only on the ranking or on log_softmax, which is idempotent), probabilities (N, C) for multi-label data.
 `targs` are (N,) class indices or (N, C) multi-hot rows.
@@ -10,14 +12,34 @@ over samples, at the best threshold in 0.17..0.24.
 """
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = ['accuracy', 'accuracy_np', 'error_rate', 'accuracy_thresh', 'accuracy_multi', 'fbeta', 'f2', 'opt_th',
-           'log_loss', 'precision', 'recall', 'f1']
+           'log_loss', 'precision', 'recall', 'f1', 'mae', 'mse', 'rmse', 'metric_name', 'higher_is_better']
+
+
+def metric_name(fn: Callable) -> str:
+    """The name a metric is logged under in `learn.log` and the epoch table (its `__name__`)."""
+    inner = getattr(fn, 'func', None)  # functools.partial
+    return getattr(fn, '__name__', None) or getattr(inner, '__name__', None) or type(fn).__name__
+
+
+def higher_is_better(fn: Callable) -> Optional[bool]:
+    """What a metric declares (`fn.higher_is_better`; a partial's function's), or None when it declares nothing."""
+    for obj in (fn, getattr(fn, 'func', None)):
+        value = getattr(obj, 'higher_is_better', None)
+        if value is not None:
+            return bool(value)
+    return None
+
+
+def _declare(higher: bool, *fns: Callable) -> None:
+    for fn in fns:
+        fn.higher_is_better = higher
 
 
 def _tensor(x) -> torch.Tensor:
@@ -76,6 +98,7 @@ def accuracy_thresh(preds_or_thresh: Union[float, torch.Tensor, np.ndarray] = 0.
     def accuracy_thresh_(preds, targs) -> float:
         return accuracy_multi(preds, targs, chosen, sigmoid)
     accuracy_thresh_.__name__ = 'accuracy_thresh'
+    accuracy_thresh_.higher_is_better = True
     return accuracy_thresh_
 
 
@@ -106,6 +129,7 @@ def fbeta(preds=None, targs=None, beta: float = 2.0, thresh: float = 0.5, sigmoi
         def fbeta_(p, t) -> float:
             return fbeta(p, t, beta=beta, thresh=thresh, sigmoid=sigmoid)
         fbeta_.__name__ = 'fbeta'
+        fbeta_.higher_is_better = True
         return fbeta_
     prec, rec = precision(preds, targs, thresh, sigmoid), recall(preds, targs, thresh, sigmoid)
     b2 = beta ** 2
@@ -155,3 +179,32 @@ def log_loss(preds, targs) -> float:
     if targs.dim() == 1:
         return F.cross_entropy(preds, targs.long()).item()  # log_softmax is idempotent: log-prob outputs work too
     return F.binary_cross_entropy(preds.clamp(1e-7, 1 - 1e-7), targs.float()).item()
+
+
+def _regression(preds, targs):
+    preds, targs = _tensor(preds).float(), _tensor(targs).float()
+    if preds.numel() != targs.numel():
+        raise ValueError(f'regression metrics compare values one to one: got predictions of shape '
+                         f'{tuple(preds.shape)} for targets of shape {tuple(targs.shape)}')
+    return preds.reshape(targs.shape), targs
+
+
+def mae(preds, targs) -> float:
+    """Mean absolute error (regression)."""
+    preds, targs = _regression(preds, targs)
+    return (preds - targs).abs().mean().item()
+
+
+def mse(preds, targs) -> float:
+    """Mean squared error (regression)."""
+    preds, targs = _regression(preds, targs)
+    return ((preds - targs) ** 2).mean().item()
+
+
+def rmse(preds, targs) -> float:
+    """Root mean squared error (regression)."""
+    return mse(preds, targs) ** 0.5
+
+
+_declare(True, accuracy, accuracy_np, accuracy_multi, accuracy_thresh, precision, recall, fbeta, f1, f2)
+_declare(False, error_rate, log_loss, mae, mse, rmse)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ['NORM_TYPES', 'HyperValue', 'per_group_values', 'build_optimizer', 'set_group_values', 'set_momentum',
-           'get_momentum', 'decay_weights', 'group_lrs', 'OptimizerMixin']
+           'get_momentum', 'decay_weights', 'group_lrs', 'hyper_state', 'set_hyper_state', 'OptimizerMixin']
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
               nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.SyncBatchNorm)
@@ -65,9 +65,14 @@ def _param_groups(layer_groups: Sequence[nn.Module], wds: np.ndarray, decay_bn_b
         per_group.append(params)
     if extra_module is not None:  # parameters no layer group holds train with the last group
         per_group[-1] = per_group[-1] + [p for p in extra_module.parameters() if id(p) not in seen]
+    # which parameters skip decay is decided over every module that holds them (a BatchNorm outside the layer
+    # groups, appended to the last group above, is still a BatchNorm)
+    skip = set()
+    if not decay_bn_bias:
+        for module in [*layer_groups, *([extra_module] if extra_module is not None else [])]:
+            skip |= _no_decay_ids(module)
     groups = []
-    for i, (module, params) in enumerate(zip(layer_groups, per_group)):
-        skip = set() if decay_bn_bias else _no_decay_ids(module)
+    for i, params in enumerate(per_group):
         for apply_wd in (True, False):
             plist = [p for p in params if (id(p) not in skip) == apply_wd]
             if plist:
@@ -115,6 +120,20 @@ def get_momentum(opt: torch.optim.Optimizer) -> Optional[float]:
     """The momentum (or beta1) of the last parameter group; None when the optimizer has neither."""
     g = opt.param_groups[-1]
     return g['betas'][0] if 'betas' in g else g.get('momentum')
+
+
+def hyper_state(opt: torch.optim.Optimizer) -> List[dict]:
+    """Every hyper-parameter of every parameter group (lr, momentum/betas, wd, ...: all but the parameters), as
+    copies: what a fit's schedules may change, so the fit can put it back when it ends."""
+    return [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
+
+
+def set_hyper_state(opt: torch.optim.Optimizer, state: List[dict]) -> None:
+    """Put back what `hyper_state(opt)` returned (the same optimizer, the same parameter groups)."""
+    if len(state) != len(opt.param_groups):
+        raise ValueError(f'{len(state)} saved parameter groups for an optimizer with {len(opt.param_groups)}')
+    for group, saved in zip(opt.param_groups, state):
+        group.update(saved)
 
 
 @torch.no_grad()

@@ -9,26 +9,37 @@ methods return the Figure, so `fig.savefig(...)` works.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:  # matplotlib is imported when a figure is made, not with the library
+    from matplotlib.figure import Figure
 
 __all__ = ['new_figure', 'in_notebook', 'confusion_matrix_figure']
 
 
-class _ShownOnceFigure(Figure):
-    """A pyplot figure that a notebook shows once: as the cell's value, or else when the cell ends (the inline
-    backend displays every new pyplot figure then), whichever comes first."""
+def _shown_once_figure_class() -> type:
+    """The Figure subclass a notebook shows once: as the cell's value, or else when the cell ends (the inline backend
+    displays every new pyplot figure then), whichever comes first. Made on first use, so that importing the library
+    (a prediction server, a worker) never imports matplotlib."""
+    global _SHOWN_ONCE
+    if _SHOWN_ONCE is None:
+        from matplotlib.figure import Figure
 
-    def _ipython_display_(self) -> None:
-        if getattr(self, '_learner_shown', False):
-            return
-        self._learner_shown = True
-        from IPython.core.pylabtools import print_figure
-        from IPython.display import Image, display
-        display(Image(data=print_figure(self, 'png', bbox_inches='tight')))
+        class ShownOnceFigure(Figure):
+            def _ipython_display_(self) -> None:
+                if getattr(self, '_learner_shown', False):
+                    return
+                self._learner_shown = True
+                from IPython.core.pylabtools import print_figure
+                from IPython.display import Image, display
+                display(Image(data=print_figure(self, 'png', bbox_inches='tight')))
+        _SHOWN_ONCE = ShownOnceFigure
+    return _SHOWN_ONCE
+
+
+_SHOWN_ONCE = None
 
 
 def in_notebook() -> bool:
@@ -37,17 +48,18 @@ def in_notebook() -> bool:
     return ipython is not None and getattr(ipython, 'get_ipython', lambda: None)() is not None
 
 
-def new_figure(figsize: Optional[Tuple[float, float]] = None, **kwargs: Any) -> Figure:
+def new_figure(figsize: Optional[Tuple[float, float]] = None, **kwargs: Any) -> 'Figure':
     """A Figure of `figsize` inches: through pyplot in IPython (shown once), bare elsewhere (see the module doc)."""
     if in_notebook():
         import matplotlib.pyplot as plt
-        return plt.figure(figsize=figsize, FigureClass=_ShownOnceFigure, **kwargs)
+        return plt.figure(figsize=figsize, FigureClass=_shown_once_figure_class(), **kwargs)
+    from matplotlib.figure import Figure
     return Figure(figsize=figsize, **kwargs)
 
 
 def confusion_matrix_figure(cm: Any, classes: Sequence, normalize: bool = False, title: str = 'Confusion matrix',
                             cmap: Any = 'Blues', figsize: Optional[Tuple[float, float]] = None,
-                            labels: Tuple[str, str] = ('Predicted', 'Actual')) -> Figure:
+                            labels: Tuple[str, str] = ('Predicted', 'Actual')) -> 'Figure':
     """A confusion matrix (rows actual, columns predicted) with its counts, or row fractions when `normalize`, in
     the cells. `labels`: the (x, y) axis names."""
     cm = np.asarray(cm, dtype=np.float64)

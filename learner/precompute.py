@@ -15,8 +15,10 @@ nodes that do not share its file system build their own copy, once per node.
 
 Layout of `cache_dir/<digest>/`: `key.json` (the key, for humans), and per split `<split>.features.f32`
 (raw (N, F) array), `<split>.labels.npy`, and `<split>.done` (JSON: shape and dtype). Files are written
-under temporary names, fsynced, renamed, and the `.done` marker is written last, so a crash mid-build never
-leaves a split that reads as built; the next `get_or_build` rebuilds it.
+under temporary names (tagged with host and pid), fsynced, renamed, and the `.done` marker is written last, so a
+crash mid-build never leaves a split that reads as built; the next `get_or_build` rebuilds it, removing only the
+temporary files of processes that are gone. Two processes (two notebooks, two jobs) asking for the same split take
+turns on `<split>.lock`: the second waits and reads what the first built.
 
 Example:
     >>> cache = ActivationCache('~/.cache/learner', {'backbone': 'resnet34', 'sz': 224, 'files': fingerprint})
@@ -26,11 +28,13 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
@@ -38,13 +42,54 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import Stage, is_writable, rng_state, set_rng_state, user_cache_dir
+from .core import Stage, is_writable, lone_last_batch, rng_state, set_rng_state, user_cache_dir
 from .distributed import main_first
 from .inference import clips_in
 
 __all__ = ['ActivationCache', 'PrecomputedFeatures', 'CachedFeatureLoader', 'key_digest', 'cache_root']
 
 _DTYPES = {'float32': ('f32', np.float32), 'float16': ('f16', np.float16)}
+
+
+def _temp_tag() -> str:
+    """Suffix of this process's temporary files: host and pid, so a cleanup can tell a live writer's from a dead one's."""
+    return f'.tmp-{socket.gethostname()}-{os.getpid()}'
+
+
+def _writer_alive(temp_file: str) -> bool:
+    """Whether the process that writes `temp_file` may still be running: True for another host's files (which this
+    host cannot check) and for live local processes; False for a dead local process or an unreadable tag."""
+    tag = temp_file.rsplit('.tmp', 1)[-1].lstrip('-')
+    host, _, pid = tag.rpartition('-')
+    if host and host != socket.gethostname():
+        return True
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `lock_file` (POSIX `flock`): processes building the same split of the
+    same cache take turns, and the later ones find it built. Where `fcntl` is missing (Windows) nothing is locked;
+    temporary files are still per process, so concurrent builds cannot break each other there either."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_file, 'a+') as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def key_digest(key: dict) -> str:
@@ -135,17 +180,22 @@ class ActivationCache:
             return self.load(split)
         if n_items < 1:
             raise ValueError(f'nothing to cache for {split!r}: n_items={n_items} (an empty split has no activations)')
-        self._build(split, feature_fn, loader, n_items, device)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.path / f'{split}.lock'):  # another process building this split: wait, then read its work
+            if not self.is_built(split):
+                self._build(split, feature_fn, loader, n_items, device)
         return self.load(split)
 
     def _build(self, split, feature_fn, loader, n_items: int, device) -> None:
         features_path, labels_path, done_path = self._files(split)
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / 'key.json').write_text(json.dumps(self.key, sort_keys=True, default=str, indent=1))
-        for stale in glob.glob(str(self.path / f'{split}.*.tmp*')):  # left by a crashed earlier build
-            os.remove(stale)
+        tag = _temp_tag()
+        key_tmp = self.path / f'key.json{tag}'
+        key_tmp.write_text(json.dumps(self.key, sort_keys=True, default=str, indent=1))
+        os.replace(key_tmp, self.path / 'key.json')
+        for stale in glob.glob(str(self.path / f'{split}.*.tmp*')):  # left by a crashed build, never a live one's
+            if not _writer_alive(stale):
+                Path(stale).unlink(missing_ok=True)
         done_path.unlink(missing_ok=True)
-        tag = f'.tmp{os.getpid()}'
         tmp_features = features_path.with_name(features_path.name + tag)
         tmp_labels = labels_path.with_name(labels_path.name + tag)
         np_dtype = _DTYPES[self.dtype][1]
@@ -230,7 +280,7 @@ class CachedFeatureLoader:
             n = len(self.sampler)
             return n // self.bs if self.drop_last else -(-n // self.bs)
         n_batches = -(-len(self.features) // self.bs)
-        return n_batches - int(self.shuffle and len(self.features) % self.bs == 1 and n_batches > 1)
+        return n_batches - int(self.shuffle and lone_last_batch(len(self.features), self.bs))
 
     def __iter__(self) -> Iterator:
         n = len(self.features)
@@ -269,44 +319,58 @@ def _weights_digest(module: nn.Module) -> str:
 
 
 class PrecomputedFeatures:
-    """The activations of `features = pool(body(x))` for every split of `data`, with the validation transforms
-    (augmentation has no effect on cached features), and the head that trains on them.
+    """The activations of `features = pool(body(x))` for every split of the learner's data, with the validation
+    transforms (augmentation has no effect on cached features), and the head that trains on them.
 
-    Nothing is computed when this object is made: `stage()` builds (or finds on disk) what its key names, the first
-    time it is asked and again whenever the key changes: other body weights, files, labels, size or transforms.
+    Nothing here is a copy: the data, the cache folder and the model's parts are read from `owner` (the ConvLearner)
+    each time a stage is asked for, so `learn.data = other`, `set_data`, a new batch size or a new
+    `learn.precompute_cache_dir` all take effect at the next fit. `stage()` builds (or finds on disk) what the key
+    names whenever it changes (other body weights, files, labels, size or transforms) and makes new loaders when
+    anything that shapes them changes (batch size, device).
 
     Args:
-        body: the frozen backbone body; pool: what turns its output into a flat vector; head: the trainable rest.
-        data: the DataBunch (its `loader(split)`, `fingerprint(split)`, `tfms_signature()`, `bs`, `path`).
-        identity: what names the body beyond its weights (backbone name, pretrained flag, xtra_cut).
-        cache_dir: where caches live (None: `cache_root(data.path)`).
+        owner: has `data` (a DataBunch: `loader(split)`, `fingerprint(split)`, `tfms_signature()`, `bs`, `path`),
+            `precompute_cache_dir` (None: `cache_root(data.path)`) and `feature_parts()` -> (body, pool, head,
+            identity): the frozen body, what flattens its output, the trainable rest, and what names the body beyond
+            its weights (backbone name, pretrained flag, xtra_cut).
     """
 
-    def __init__(self, body: nn.Module, pool: nn.Module, head: nn.Module, data: Any, identity: dict,
-                 cache_dir: Union[str, Path, None] = None):
-        self.body, self.pool, self.head, self.data = body, pool, head, data
-        self.identity, self.cache_dir = dict(identity), cache_dir
+    def __init__(self, owner: Any):
+        self.owner = owner
         self.cache: Optional[ActivationCache] = None
         self._stage: Optional[Stage] = None
+        self._stage_key: Optional[tuple] = None
+
+    @property
+    def data(self) -> Any:
+        return self.owner.data
 
     def key(self) -> dict:
         """Everything the cached activations depend on (hashing the body's weights takes ~10 ms per 4M params)."""
+        body, _, _, identity = self.owner.feature_parts()
         splits = ['train', 'valid'] + (['test'] if getattr(self.data, 'test_dl', None) is not None else [])
-        return {**self.identity, 'body': _weights_digest(self.body), 'tfms': self.data.tfms_signature(),
+        return {**identity, 'body': _weights_digest(body), 'tfms': self.data.tfms_signature(),
                 'data': {s: self.data.fingerprint(s) for s in splits}}
 
     def stage(self) -> Stage:
         """The head and loaders of cached features, building the cache first when the key has changed."""
         key = self.key()
-        if self._stage is None or self.cache is None or self.cache.key != key:
-            self._stage = self._build(key)
+        root = self._root()
+        _, _, head, _ = self.owner.feature_parts()
+        device = next(head.parameters()).device
+        loader_key = (key_digest(key), str(root), int(self.data.bs), str(device), tuple(map(id, head.parameters())))
+        if self._stage is None or self._stage_key != loader_key:
+            self._stage, self._stage_key = self._build(key, root, device), loader_key
         return self._stage
 
-    def _build(self, key: dict) -> Stage:
-        root = Path(self.cache_dir) if self.cache_dir is not None else cache_root(self.data.path)
+    def _root(self) -> Path:
+        chosen = self.owner.precompute_cache_dir
+        return Path(chosen) if chosen is not None else cache_root(self.data.path)
+
+    def _build(self, key: dict, root: Path, device: torch.device) -> Stage:
+        body, pool, head, _ = self.owner.feature_parts()
         self.cache = ActivationCache(root, key)
-        device = next(self.head.parameters()).device
-        modules = (self.body, self.pool)
+        modules = (body, pool)
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
@@ -317,7 +381,7 @@ class PrecomputedFeatures:
                 loader = self.data.loader(split)
                 # under torchrun process 0 builds while the others wait, then they read the files it wrote
                 feats, labels = main_first(lambda: self.cache.get_or_build(
-                    split, lambda x: self.pool(self.body(x)), loader, len(loader.dataset), device),
+                    split, lambda x: pool(body(x)), loader, len(loader.dataset), device),
                     f'building the precompute cache of the {split} set')
                 loaders[split] = CachedFeatureLoader(feats, labels, max(1, self.data.bs // clips_in(loader)),
                                                      split == 'train', device, clips_per_item=clips_in(loader))
@@ -325,4 +389,4 @@ class PrecomputedFeatures:
             set_rng_state(rng)
             for m, mode in zip(modules, modes):
                 m.train(mode)
-        return Stage(self.head, loaders['train'], loaders['valid'], loaders.get('test'))
+        return Stage(head, loaders['train'], loaders['valid'], loaders.get('test'))

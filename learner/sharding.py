@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 from torch.utils.data import Sampler
 
+from .core import lone_last_batch
+
 __all__ = ['ShardSampler', 'shard_loader']
 
 
@@ -112,7 +114,7 @@ def shard_loader(loader: Any, rank: int, world: int, train: bool) -> Tuple[Any, 
     drop_last = False
     if train and bs:
         # one process drops a last batch of one item (BatchNorm cannot train on it): the same rule per process
-        drop_last = len(sampler) % bs == 1 and len(sampler) > 1
+        drop_last = lone_last_batch(len(sampler), bs)
         if getattr(getattr(loader, 'dl', loader), 'drop_last', False) and n_items % bs != 1:
             drop_last = True  # the loader drops every ragged last batch
     if callable(getattr(loader, 'with_sampler', None)):

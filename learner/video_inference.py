@@ -74,30 +74,33 @@ class VideoInferenceLearner(InferenceLearner):
         starts = self.sampling.starts(len(frames))
         return np.stack([frames[clip_indices(len(frames), s, self.sampling)] for s in starts])
 
-    def _batch(self, clip_sets: Sequence[np.ndarray]) -> torch.Tensor:
-        """Clips (K, T, H, W, 3) per video -> one normalized (n_videos * K, 3, T, sz, sz) batch on the device."""
-        out = []
-        for clips in clip_sets:
-            for clip in torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 1, 4, 2, 3):   # (K, T, 3, H, W)
-                out.append(self.valid_tfms(clip).permute(1, 0, 2, 3))                         # (3, T, sz, sz)
-        return self.valid_tfms.normalize(torch.stack(out).to(self.device))
+    def prepare(self, video: Any) -> torch.Tensor:
+        """One video (path, bytes, frames (N, H, W, 3) or clips (K, T, H, W, 3)) -> its clips after the validation
+        transforms, uint8 (K, 3, T, sz, sz): the model's input before normalization (what a service queues)."""
+        clips = torch.from_numpy(np.ascontiguousarray(self.decode_clips(video))).permute(0, 1, 4, 2, 3)  # K,T,3,H,W
+        return torch.stack([self.valid_tfms(clip).permute(1, 0, 2, 3) for clip in clips])
+
+    def predict_prepared(self, xb: Union[torch.Tensor, Sequence[torch.Tensor]]) -> np.ndarray:
+        """(N, C) probabilities for N videos' prepared clips (a list of `prepare` outputs, or (N, K, 3, T, sz, sz)
+        uint8), each video's K clips averaged, in calls of at most MAX_CLIPS_PER_CALL clips."""
+        videos = list(xb)
+        if not videos:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        kind = 'multi' if self.is_multi else 'single'
+        n_clips = len(videos[0])
+        per_call = max(1, MAX_CLIPS_PER_CALL // n_clips)
+        rows = []
+        for start in range(0, len(videos), per_call):
+            chunk = videos[start:start + per_call]
+            x = self.valid_tfms.normalize(torch.cat(chunk).to(self.device))          # (n * K, 3, T, sz, sz)
+            out, _ = collect_outputs(self.model, [(x, torch.zeros(len(chunk)))], kind=kind, n_clips=n_clips)
+            rows.append(to_probabilities(to_predictions(out, kind).numpy(), kind))
+        return np.concatenate(rows)
 
     def predict_probs(self, videos: Sequence[Any]) -> np.ndarray:
         """(N, C) probabilities (softmax, or per-class sigmoid for multi-label) for N videos, each the mean over its
         clips, through the same eval loop and clip averaging as `learn.get_preds` on video data."""
-        videos = list(videos)
-        if not videos:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        kind = 'multi' if self.is_multi else 'single'
-        n_clips = self.sampling.n_clips
-        per_call = max(1, MAX_CLIPS_PER_CALL // n_clips)
-        rows = []
-        for start in range(0, len(videos), per_call):
-            clip_sets = [self.decode_clips(v) for v in videos[start:start + per_call]]
-            x = self._batch(clip_sets)
-            out, _ = collect_outputs(self.model, [(x, torch.zeros(len(clip_sets)))], kind=kind, n_clips=n_clips)
-            rows.append(to_probabilities(to_predictions(out, kind).numpy(), kind))
-        return np.concatenate(rows)
+        return self.predict_prepared([self.prepare(video) for video in videos])
 
     def predict_video(self, video: Any) -> tuple:
         """`(class name, probabilities (C,))` for one video (path, bytes or frames)."""

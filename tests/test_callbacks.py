@@ -135,3 +135,67 @@ def test_interrupt_or_error_at_any_event_leaves_the_learner_usable(tmp_path, eve
     assert len(result) == 1 + len(learn.metric_names) and math.isfinite(result[0])
     assert any(not torch.equal(a, b) for a, b in zip(weights, learn.model.parameters()))
     assert len(learn.predict()) == sum(len(y) for _, y in learn.stage().valid)
+
+
+def _regression_metric(name: str, higher=None):
+    def metric(preds, targs):
+        return float(torch.as_tensor(preds).float().mean())
+    metric.__name__ = name
+    if higher is not None:
+        metric.higher_is_better = higher
+    return metric
+
+
+def test_monitor_direction_is_declared_never_guessed_from_the_name(tmp_path):
+    from functools import partial
+    from learner.callbacks.tracking import monitor_direction
+    from learner.metrics import accuracy, error_rate, fbeta, mae, mse, rmse
+    assert [monitor_direction(f.__name__, [f]) for f in (mae, mse, rmse, error_rate)] == ['min'] * 4
+    assert [monitor_direction(n, [f]) for n, f in (('accuracy', accuracy), ('fbeta', fbeta(beta=1)),
+                                                    ('fbeta', partial(fbeta, beta=1)))] == ['max'] * 3
+    learn = _learner(tmp_path, metrics=[error_rate, _regression_metric('mae', higher=False)])
+    stoppers = [EarlyStopping('mae', patience=5), EarlyStopping('error_rate', patience=5),
+                EarlyStopping('valid_loss', patience=5)]
+    learn.fit(0.01, 1, callbacks=stoppers)
+    assert [s.direction for s in stoppers] == ['min', 'min', 'min']   # 'mae' was maximised before
+    learn.metrics = [_regression_metric('rmse_of_mine')]
+    with pytest.raises(ValueError, match="rmse_of_mine.*mode='min'"):
+        learn.fit(0.01, 1, callbacks=[SaveBest('x', monitor='rmse_of_mine')])
+    learn.metrics = [_regression_metric('score', higher=True)]
+    best = SaveBest('x', monitor='score')
+    learn.fit(0.01, 1, callbacks=[best])
+    assert best.direction == 'max'
+
+
+def test_without_a_validation_set_tracking_warns_and_never_stops_the_fit(tmp_path):
+    learn = _learner(tmp_path)
+    learn.data.val_dl = None
+    stopper, saver = EarlyStopping(patience=1), SaveBest('best')
+    with pytest.warns(UserWarning, match='no validation set') as caught:
+        learn.fit(0.01, 4, callbacks=[stopper, saver])
+    assert len(learn.recorder.train_losses) == 4 and stopper.stopped_epoch is None
+    assert len([w for w in caught if 'no validation set' in str(w.message)]) == 2   # once each, not per epoch
+    assert not (tmp_path / 'models' / 'best.pth').exists()
+    with pytest.raises(ValueError, match='strict=True'):
+        learn.fit(0.01, 1, callbacks=[EarlyStopping(strict=True)])
+    on_train = EarlyStopping('train_loss', patience=1, min_delta=10.0)   # training loss needs no validation
+    learn.fit(0.01, 4, callbacks=[on_train])
+    assert on_train.stopped_epoch == 1
+
+
+def test_early_stopping_remembers_its_patience_across_a_resume(tmp_path):
+    class StopAt(Callback):   # Ctrl-C as epoch 2 begins, after epoch 1's checkpoint
+        def before_epoch(self):
+            if self.learn.epoch == 2:
+                raise KeyboardInterrupt
+
+    uninterrupted = EarlyStopping(patience=3, min_delta=10.0)   # nothing improves by 10: stops at epoch 3
+    _learner(tmp_path).fit(0.01, 6, callbacks=[uninterrupted])
+    assert uninterrupted.stopped_epoch == 3
+    learn = _learner(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(0.01, 6, callbacks=[EarlyStopping(patience=3, min_delta=10.0), StopAt()], checkpoint_every=1)
+    resumed = EarlyStopping(patience=3, min_delta=10.0)
+    learn.fit(0.01, 6, callbacks=[resumed], checkpoint_every=1, resume=True)
+    assert (resumed.best_epoch, resumed.stopped_epoch) == (0, 3), 'a fresh counter would stop at epoch 5'
+    assert len(learn.recorder.valid_losses) == 4

@@ -141,6 +141,24 @@ def test_precompute_cache_is_reused_then_rebuilt_when_a_file_or_the_size_changes
     assert learn.precompute, 'set_data keeps precompute on and the cache follows the new size'
 
 
+def test_precompute_reads_the_learners_data_batch_size_and_cache_folder_never_a_copy(shapes, tmp_path):
+    import shutil
+    other = tmp_path / 'other'
+    shutil.copytree(shapes, other, ignore=shutil.ignore_patterns('tmp'))
+    for f in list((other / 'train' / 'circle').iterdir())[:3]:
+        f.unlink()                                             # other data: 3 fewer training images
+    learn = ConvLearner.pretrained(ARCH, get_data(shapes), precompute=True, progress=False)
+    assert len(learn.stage().train.features) == 60
+    learn.data = get_data(other)                               # assigned, not set_data: still followed
+    assert len(learn.stage().train.features) == 57
+    learn.set_data(get_data(other, bs=8))                      # same files and size, another batch size
+    assert learn.stage().train.batch_size == 8 and len(learn.stage().train) == 7   # 57 = 7 x 8 + a lone one
+    assert learn.stage() is learn.stage(), 'nothing changed: the same stage, not new loaders'
+    learn.precompute_cache_dir = tmp_path / 'my_cache'          # chosen after pretrained(): used from now on
+    learn.fit(1e-2, 1)
+    assert (tmp_path / 'my_cache').is_dir() and any((tmp_path / 'my_cache').iterdir())
+
+
 def test_precompute_needs_a_frozen_body_and_unfreeze_turns_it_off(learn):
     learn.unfreeze()
     with pytest.raises(ValueError, match='freeze'):

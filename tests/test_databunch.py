@@ -269,3 +269,39 @@ def test_hymenoptera_from_paths(hymenoptera):
     assert data.classes == ['ants', 'bees'] and len(data.trn_ds) == 245 and len(data.val_ds) == 153
     xb, yb = next(iter(data.trn_dl))
     assert xb.shape == (4, 3, 64, 64) and set(yb.tolist()) <= {0, 1}
+
+
+def test_single_label_data_with_one_class_is_refused_naming_where_it_came_from(tmp_path):
+    for split in ('train', 'valid'):
+        (tmp_path / 'one' / split / 'cats').mkdir(parents=True)
+        for i in range(3):
+            Image.new('RGB', (16, 16), (i * 40, 0, 0)).save(tmp_path / 'one' / split / 'cats' / f'{i}.png')
+    with pytest.raises(ValueError, match=r"one[/\\]train gives only the class 'cats'.*at least 2 classes"):
+        ImageClassifierData.from_paths(tmp_path / 'one', tfms=tfms_from_stats(imagenet_stats, 16), num_workers=0)
+    (tmp_path / 'one' / 'labels.csv').write_text('id,label\n' + ''.join(f'{i},cats\n' for i in range(3)))
+    with pytest.raises(ValueError, match=r'labels.csv \(column 2, the labels\) gives only'):
+        ImageClassifierData.from_csv(tmp_path / 'one', 'train/cats', 'labels.csv', suffix='.png', val_idxs=[0],
+                                     tfms=tfms_from_stats(imagenet_stats, 16), num_workers=0)
+    x = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r'from_arrays.*at least 2 classes'):
+        DataBunch.from_arrays(tmp_path, (x, np.zeros(4, dtype=np.int64)), (x, np.zeros(4, dtype=np.int64)))
+    multi = DataBunch.from_arrays(tmp_path, (x, np.ones((4, 1), np.float32)), (x, np.ones((4, 1), np.float32)))
+    assert multi.is_multi and multi.c == 1   # one label of a multi-label task is a yes/no question: allowed
+
+
+def test_worker_processes_stay_bounded_after_fit_tta_and_fix_dl(make_data, tmp_path):
+    import multiprocessing
+    from learner import Learner, accuracy
+    from conftest import tiny_cnn
+    path = make_data.folder(str(tmp_path / 'shapes'), size=16, per_class=2, valid_per_class=1, test=0)
+    before = len(multiprocessing.active_children())
+    data = ImageClassifierData.from_paths(path, bs=8, tfms=tfms_from_stats(imagenet_stats, 16, aug_tfms=[RandomFlip()]),
+                                          num_workers=2)
+    learn = Learner(data, tiny_cnn(data.c), metrics=[accuracy], progress=False)
+    learn.fit(0.01, 1)
+    learn.TTA(n_aug=2)
+    sum(len(x) for x, _ in data.fix_dl)
+    learn.predict()
+    alive = len(multiprocessing.active_children()) - before
+    assert alive <= 4, f'{alive} worker processes alive: only trn_dl and val_dl (2 workers each) keep theirs'
+    assert data.loader('valid') is data.val_dl

@@ -187,11 +187,13 @@ def test_predict_image_uses_size_and_stats(tmp_path, shapes):
 
 
 def test_constructor_validates_arguments(tmp_path):
-    with pytest.raises(ValueError, match='precision'):
-        _learner(tmp_path, precision='fp8')
+    with pytest.raises(ValueError, match='mixed_precision'):
+        _learner(tmp_path, mixed_precision='fp8')
     with pytest.raises(ValueError, match='on_nan'):
         _learner(tmp_path, on_nan='maybe')
-    learn = _learner(tmp_path, precision='bf16')  # on CPU: fp32, one code path
+    with pytest.warns(DeprecationWarning, match='mixed_precision'):   # the old name still works, and says so
+        assert _learner(tmp_path, precision='bf16').mixed_precision == 'bf16'
+    learn = _learner(tmp_path, mixed_precision='bf16')  # on CPU: fp32, one code path
     learn.fit(0.01, 1)
     assert learn.recorder.losses and all(np.isfinite(learn.recorder.losses))
 

@@ -73,7 +73,7 @@ def test_crash_mid_write_leaves_nothing_readable_and_next_call_rebuilds(tmp_path
     with pytest.raises(RuntimeError, match='simulated crash'):
         cache.get_or_build('train', CountingFeatures(fail_at=2), loader, n_items=10)
     assert not cache.is_built('train')
-    assert sorted(p.name for p in cache.path.iterdir()) == ['key.json']  # no half-written data left
+    assert sorted(p.name for p in cache.path.iterdir() if p.suffix != '.lock') == ['key.json']  # no half-written data
     with pytest.raises(FileNotFoundError, match='get_or_build'):
         cache.load('train')
     # a crash that killed the process leaves temp files and no marker: still not built, and cleaned up
@@ -101,3 +101,55 @@ def test_float16_and_count_checks(tmp_path):
         ActivationCache(tmp_path, KEY, dtype='int8')
     with pytest.raises(ValueError, match='split'):
         cache.is_built('../etc')
+
+
+def _build_slowly(path, delay, results, wait_for_other=False):
+    import time
+    from pathlib import Path
+
+    class Slow(CountingFeatures):
+        def __call__(self, x):
+            time.sleep(delay)
+            return super().__call__(x)
+    loader, _, _ = _loader()
+    fn = Slow()
+    deadline = time.time() + 120
+    while wait_for_other and not list(Path(path).glob('*/train.features.f32.tmp*')) and time.time() < deadline:
+        time.sleep(0.01)   # start while the other process is half-way through writing
+    try:
+        feats, _ = ActivationCache(path, KEY).get_or_build('train', fn, loader, n_items=10)
+        results.put(('ok', fn.calls, float(np.asarray(feats).sum())))
+    except BaseException as err:  # noqa: BLE001 - reported to the test
+        results.put(('error', repr(err), 0.0))
+
+
+def test_two_processes_building_the_same_cache_take_turns(tmp_path):
+    import multiprocessing
+    ctx = multiprocessing.get_context('spawn')
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_build_slowly, args=(tmp_path, 1.0, results)),
+               ctx.Process(target=_build_slowly, args=(tmp_path, 0.0, results, True))]
+    for w in workers:
+        w.start()
+    outcomes = [results.get(timeout=180), results.get(timeout=180)]
+    for w in workers:
+        w.join(30)
+    assert [o[0] for o in outcomes] == ['ok', 'ok'], outcomes
+    assert sorted(o[1] for o in outcomes) == [0, 3], 'the second waited and read the first one\'s work'
+    assert outcomes[0][2] == pytest.approx(outcomes[1][2])
+    assert not list(tmp_path.glob('*/*.tmp*'))
+
+
+def test_a_dead_builders_temporary_files_are_cleaned_a_live_ones_never(tmp_path):
+    import os
+    import socket
+    loader, _, _ = _loader()
+    cache = ActivationCache(tmp_path, KEY)
+    cache.path.mkdir(parents=True)
+    dead = cache.path / f'train.features.f32.tmp-{socket.gethostname()}-999999999'
+    live = cache.path / f'valid.features.f32.tmp-{socket.gethostname()}-{os.getppid()}'
+    dead.write_bytes(b'x'); live.write_bytes(b'y')
+    cache.get_or_build('train', CountingFeatures(), loader, n_items=10)
+    assert not dead.exists() and live.exists()
+    cache.get_or_build('valid', CountingFeatures(), loader, n_items=10)
+    assert live.exists(), 'a file a running process may still be writing is left alone'

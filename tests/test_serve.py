@@ -242,3 +242,12 @@ def test_batcher_groups_waiting_requests_and_survives_model_errors():
 
     asyncio.run(run())
     assert torch.is_inference_mode_enabled() is False
+
+
+def test_the_service_and_its_numbers_import_no_plotting():
+    import subprocess
+    import sys
+    code = ('import sys, learner.serve.app, learner.reports, learner.export; '
+            'print(sorted(m for m in sys.modules if m.split(".")[0] == "matplotlib"))')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == '[]', done.stdout + done.stderr

@@ -73,6 +73,16 @@ class Callback:
         """The class name, used in messages and `show_training_loop()`."""
         return type(self).__name__
 
+    def state_dict(self) -> dict:
+        """What this callback has learnt during the fit, as plain data (a resumable checkpoint keeps it, so a resumed
+        fit's EarlyStopping remembers its patience); empty for a callback with nothing to keep."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back what `state_dict()` returned (as attributes of the same names)."""
+        for key, value in state.items():
+            setattr(self, key, value)
+
     def __repr__(self) -> str:
         return f'{self.name}(order={self.order})'
 

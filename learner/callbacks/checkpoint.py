@@ -6,10 +6,13 @@ A checkpoint is a dict of plain data (tensors, numbers, strings, lists, tuples, 
 
     format, version          'learner.checkpoint', 1
     model, opt, scaler       state dicts
-    epoch, n_epochs          index of the epoch just completed, and the fit's total epochs
+    epoch, n_epochs          index of the epoch just completed, and the fit's total epochs (begun)
+    n_iter                   training batches of the whole fit (fractional fits end part-way through an epoch)
     train_iter, n_batches    training batches done so far, and batches per epoch
     schedule                 the schedule callback's `describe()` (kind and arguments), or None
     log, recorder            the last epoch's log and the recorder's history so far
+    callbacks                each callback's `state_dict()` (EarlyStopping's patience, SaveBest's best), by
+                             '<class name>.<index among callbacks of that class>'
     rng                      torch CPU (and CUDA) generator states, numpy's and python's `random` state as lists,
                              and the states of generators owned by the training loader (sampler/DataLoader)
     world_size, rng_ranks    under torchrun: the number of processes and every process's `rng`, in rank order
@@ -22,8 +25,7 @@ algorithms and the same data, the final weights are those of an uninterrupted ru
 Under torchrun process 0 writes the file and every process resumes from it, each with its own random states; a
 checkpoint resumes only with the same number of processes (the batches per process would differ otherwise).
 
-Limitations: state held by other callbacks (SaveBest's best value, EarlyStopping's patience counter) is not saved,
-nor the state of augmentation code with its own generators; data-loader worker processes are reseeded from the
+Limitations: the state of augmentation code with its own generators is not saved; data-loader worker processes are reseeded from the
 restored torch generator, as in an uninterrupted run.
 
 Example:
@@ -68,6 +70,17 @@ def _describe_schedule(learn: Any) -> Optional[dict]:
     return None if schedule is None else schedule.describe()
 
 
+def _callback_key(learn: Any, cb: Callback) -> str:
+    same = [other for other in learn.callbacks if type(other) is type(cb)]
+    return f'{cb.name}.{next(i for i, other in enumerate(same) if other is cb)}'
+
+
+def _callback_states(learn: Any) -> dict:
+    """Every callback's `state_dict()` that holds something, by `_callback_key`."""
+    states = {_callback_key(learn, cb): cb.state_dict() for cb in learn.callbacks}
+    return {key: state for key, state in states.items() if state}
+
+
 def _rng_state(learn: Any) -> dict:
     """Every random state the next epoch depends on, as plain data."""
     return {**rng_state(), 'loader': [g.get_state() for g in loader_generators(learn.fit_stage.train)]}
@@ -89,8 +102,8 @@ class SaveEvery(Callback):
     """Write a resumable checkpoint to `learn.path/learn.model_dir/<name>.pth` every `every` epochs (and after the
     last epoch), atomically: a crash while writing leaves the previous checkpoint intact, never half a file.
 
-    Runs after the epoch's log, the recorder and default-order callbacks, and before tracking callbacks
-    (EarlyStopping may end the fit at that same epoch: its checkpoint is still written). The file is also readable
+    Runs after the epoch's log and every other callback, tracking ones included (EarlyStopping ends a fit only
+    before the next epoch starts, so the epoch that decides it is still written, with EarlyStopping's state). The file is also readable
     by `learn.load(name)` (weights and optimizer state).
 
     Args:
@@ -101,7 +114,7 @@ class SaveEvery(Callback):
         >>> learn.fit_one_cycle(5, 1e-2, callbacks=[SaveEvery(2, name='run1')])
     """
 
-    order = ORDER_TRACKING - 5
+    order = ORDER_TRACKING + 5  # after SaveBest/EarlyStopping have judged the epoch, so their state is this epoch's
 
     def __init__(self, every: int = 1, name: str = 'checkpoint'):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -126,7 +139,8 @@ class SaveEvery(Callback):
                 'scaler': learn.scaler.state_dict(),
                 'epoch': int(learn.epoch), 'n_epochs': int(learn.n_epochs),
                 'train_iter': int(learn.train_iter), 'n_batches': len(learn.fit_stage.train),
-                'schedule': _describe_schedule(learn),
+                'n_iter': int(learn.n_iter),
+                'schedule': _describe_schedule(learn), 'callbacks': _callback_states(learn),
                 'log': {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in learn.log.items()},
                 'recorder': {f: list(getattr(recorder, f)) for f in _RECORDER_FIELDS},
                 'rng': rng}
@@ -176,13 +190,25 @@ class ResumeFromCheckpoint(Callback):
         learn.log = dict(state['log'])
         learn.start_epoch, learn.train_iter = state['epoch'] + 1, state['train_iter']
         self.resumed_from = state['epoch']
+        self._callback_states = state.get('callbacks') or {}
+
+    def before_epoch(self) -> None:
+        """Once, after every callback's before_fit has reset it: put back what the callbacks had learnt."""
+        states, self._callback_states = getattr(self, '_callback_states', None), None
+        for cb in self.learn.callbacks if states else ():
+            saved = states.get(_callback_key(self.learn, cb))
+            if saved:
+                cb.load_state_dict(saved)
 
     def _check_same_fit(self, state: dict, file: Path) -> None:
         learn = self.learn
         here = {'processes': distributed.world_size(), 'total epochs': learn.n_epochs,
-                'batches per epoch': len(learn.fit_stage.train), 'schedule': _describe_schedule(learn)}
+                'batches per epoch': len(learn.fit_stage.train), 'total batches': learn.n_iter,
+                'schedule': _describe_schedule(learn)}
         saved = {'processes': state.get('world_size', 1), 'total epochs': state['n_epochs'],
-                 'batches per epoch': state['n_batches'], 'schedule': state['schedule']}
+                 'batches per epoch': state['n_batches'],
+                 'total batches': state.get('n_iter', state['n_epochs'] * state['n_batches']),
+                 'schedule': state['schedule']}
         diffs = [f'{key}: saved {saved[key]!r}, this fit {here[key]!r}' for key in here if saved[key] != here[key]]
         if diffs:
             raise CheckpointMismatchError(

@@ -94,7 +94,7 @@ class _PerBatchSchedule(Callback):
 
     def before_fit(self) -> None:
         self.n_batches = max(len(self.learn.fit_stage.train), 1)
-        self.n_iter = self.learn.n_epochs * self.n_batches
+        self.n_iter = self.learn.n_iter  # training batches of the whole fit (a fractional last epoch included)
         self._apply(self.learn.train_iter)  # 0, or where a resumed fit left off
 
     def before_batch(self) -> None:
@@ -165,6 +165,7 @@ class SGDR(_PerBatchSchedule):
         n_batches = max(len(self.learn.fit_stage.train), 1)
         starts = sgdr_cycle_starts(self.cycle_len, self.cycle_mult, self.n_cycle)
         self.starts_iter = [round(s * n_batches) for s in starts]  # cycle boundaries in iterations
+        self.starts_iter[-1] = self.learn.n_iter  # the fit ends where the last cycle does (same rounding)
         super().before_fit()
 
     def _cycle_bounds(self, it: int) -> Tuple[int, int]:

@@ -16,7 +16,7 @@ from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import BadImageWarning
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
 from .resize_files import resize_files, resized_root
-from .sources import csv_splits, drop_bad, folder_source, refuse_bad_headers, test_folder_files
+from .sources import csv_splits, drop_bad, folder_source, refuse_bad_headers, require_two_classes, test_folder_files
 
 __all__ = ['DataBunch', 'ImageClassifierData']
 
@@ -96,13 +96,19 @@ class DataBunch:
     def loader(self, split: str, augment: bool = False, shuffle: bool = False, bs: int | None = None) -> DeviceDataLoader:
         """A loader over `split` in data-set order with the validation transforms (training ones if `augment`).
 
-        Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`). Cached per arguments.
+        Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`). What `val_dl`/`test_dl`
+        already are is answered with them; other loaders are made once per arguments and start their worker
+        processes per pass, so only `trn_dl` and `val_dl` keep workers alive between passes.
         """
-        key = (split, augment, shuffle, bs or self.bs)
+        bs = bs or self.bs
+        ds = self._ds(split)
+        if not augment and not shuffle and bs == self.bs and split != 'train':
+            return self.val_dl if split == 'valid' else self.test_dl
+        key = (split, augment, shuffle, bs)
         if key not in self._loaders:
             tfms = self.trn_ds.tfms if augment else self.val_ds.tfms
-            ds = self._ds(split).with_tfms(tfms)
-            self._loaders[key] = make_loader(ds, bs or self.bs, shuffle, self.num_workers, self._device)
+            self._loaders[key] = make_loader(ds.with_tfms(tfms), bs, shuffle, self.num_workers, self._device,
+                                             persistent=False)
         return self._loaders[key]
 
     @property
@@ -229,6 +235,9 @@ class DataBunch:
     def from_datasets(cls, path, trn_ds: BaseDataset, val_ds: BaseDataset, test_ds: BaseDataset | None = None,
                       bs: int = 64, num_workers: int | None = None, device=None) -> 'DataBunch':
         """A DataBunch over ready datasets (their `tfms` are used as they are)."""
+        if not trn_ds.is_multi and not trn_ds.is_reg:
+            require_two_classes(trn_ds.classes, 'from_datasets: the training data set\'s classes',
+                                'give it labels of at least two classes')
         return cls(path, trn_ds, val_ds, test_ds, bs=bs, num_workers=num_workers, device=device)
 
     @classmethod
@@ -256,6 +265,8 @@ class DataBunch:
         """
         path = Path(path)
         trn_files, trn_y, classes = folder_source(path / trn_name)
+        require_two_classes(classes, f'{path / trn_name}', f'add a sub-folder of images for each other class '
+                                                           f'({path / trn_name}/<class>/...)')
         val_files, val_y, _ = folder_source(path / val_name, classes)
         test_files = test_y = None
         if test_name:
@@ -329,6 +340,9 @@ class DataBunch:
             if test_y is None:
                 test_y = np.zeros((len(test_x),) + trn_y.shape[1:], dtype=trn_y.dtype)
             test_ds = ArrayDataset(test_x, test_y, tfms=val_tfms, **kw)
+        if not is_multi and not continuous:  # after the data sets, which name malformed arrays first
+            require_two_classes(classes, 'from_arrays: the labels (trn[1], val[1])',
+                                'give labels of at least two classes, or classes=[...] naming them')
         return cls(path, trn_ds, val_ds, test_ds, bs=bs, num_workers=num_workers, device=device)
 
     @classmethod

@@ -9,7 +9,8 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ['ImageError', 'BadImageWarning', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'decode_opened',
+__all__ = ['ImageError', 'BadImageWarning', 'BadImage', 'IMAGE_EXTENSIONS', 'open_image', 'decode_opened', 'draft',
+           'reduce_to',
            'open_image_or_placeholder', 'verify_images', 'check_headers', 'image_files']
 
 PathLike = Union[str, os.PathLike]
@@ -102,14 +103,42 @@ def open_image(path: PathLike, target_size: int | None = None) -> np.ndarray:
     return arr
 
 
-def decode_opened(img: Image.Image, target_size: int | None = None) -> np.ndarray:
-    """The pixels of an opened Pillow image as RGB uint8 (H, W, 3): JPEG draft decoding at `target_size`, EXIF
-    orientation, every mode to RGB. What `open_image` (files) and the prediction service (uploads) share, so an
-    image decodes the same in training and in serving. Pillow's own errors pass through."""
+def draft(img: Image.Image, target_size: int | None) -> Image.Image:
+    """Ask a JPEG for reduced-scale decoding (1/2, 1/4 or 1/8) when it is at least twice `target_size`; nothing is
+    decoded yet, but `img.size` already says what will be. Rotated EXIF orientations swap sides, so a square is
+    asked for: both sides stay >= target. Other formats are left as they are (see `reduce_to`)."""
     if target_size and img.format in ('JPEG', 'MPO') and min(img.size) >= _DRAFT_MIN_RATIO * target_size:
-        # Rotated EXIF orientations swap sides, so ask for a square: both sides stay >= target.
         img.draft(None, (int(target_size), int(target_size)))
+    return img
+
+
+#: Modes `Image.reduce` works on directly; others are converted first (P, 1, I;16 ...).
+_REDUCIBLE = frozenset({'L', 'LA', 'La', 'I', 'F', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr'})
+
+
+def reduce_to(img: Image.Image, target_size: int | None) -> Image.Image:
+    """Shrink a decoded image by the largest whole factor that keeps its smaller side >= `target_size`, averaging
+    each k x k block (what JPEG draft does in the decoder, for every other format). Cheap, and it means nothing
+    downstream ever holds or resizes more than about twice the size the model needs."""
+    if not target_size:
+        return img
+    factor = min(img.size) // int(target_size)
+    if factor < 2:
+        return img
+    if img.mode not in _REDUCIBLE:
+        img = img.convert('RGBA' if img.mode in ('P', 'PA') and ('transparency' in img.info or img.mode == 'PA')
+                          else 'L' if img.mode == '1' else 'I' if img.mode.startswith('I') else 'RGB')
+    return img.reduce(factor)
+
+
+def decode_opened(img: Image.Image, target_size: int | None = None) -> np.ndarray:
+    """The pixels of an opened Pillow image as RGB uint8 (H, W, 3), no larger than needed: JPEG draft decoding and,
+    for other formats, a whole-factor reduction (`reduce_to`) down to about `target_size`, then EXIF orientation and
+    the conversion to RGB on the small image. What `open_image` (files) and the prediction service (uploads) share, so
+    an image decodes the same in training and in serving. Pillow's own errors pass through."""
+    draft(img, target_size)
     img.load()
+    img = reduce_to(img, target_size)
     return np.array(_to_rgb(ImageOps.exif_transpose(img)))   # writable copy (torch.from_numpy needs one)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..core import default_device
+from ..core import default_device, lone_last_batch
 from .datasets import collate_uint8
 from .normalize import Normalize
 
@@ -81,7 +81,7 @@ class BatchLoader:
 
 
 def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.device,
-                drop_single: bool = False) -> 'DeviceDataLoader':
+                drop_single: bool = False, persistent: bool = True) -> 'DeviceDataLoader':
     """A DeviceDataLoader over `ds`; with `drop_single` the last batch is dropped only if it would hold 1 item.
 
     `bs` counts what the model sees in one call: for a video data set whose items hold K clips each (evaluation),
@@ -90,14 +90,19 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
     In-memory datasets that fetch whole batches (`whole_batches = True`, e.g. `ArrayDataset`) load in the main
     process without DataLoader (`BatchLoader`) when `num_workers` is 0. Either way items come through the data
     set's `__getitems__` when it has one (uint8 for our data sets), else `ds[i]`.
+
+    Args:
+        persistent: keep the worker processes alive between passes (for the loaders read every epoch); loaders read
+            now and then (TTA's augmented passes, `fix_dl`, building a cache) start theirs per pass, so idle
+            workers never pile up.
     """
     bs = max(1, bs // clips_per_item(ds))
-    drop_last = drop_single and len(ds) % bs == 1 and len(ds) > 1
+    drop_last = drop_single and lone_last_batch(len(ds), bs)
     pin = torch.device(device).type == 'cuda'
     if num_workers == 0 and getattr(ds, 'whole_batches', False) and callable(getattr(ds, '__getitems__', None)):
         return DeviceDataLoader(BatchLoader(ds, bs, shuffle, drop_last, pin), device)
     dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
-                    collate_fn=collate_uint8, persistent_workers=num_workers > 0, pin_memory=pin)
+                    collate_fn=collate_uint8, persistent_workers=persistent and num_workers > 0, pin_memory=pin)
     return DeviceDataLoader(dl, device)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from .images import ImageError, check_headers, image_files, verify_images
 
 __all__ = ['folder_source', 'test_folder_files', 'read_label_csv', 'parse_labels',
-           'check_labels_seen_in_training', 'refuse_bad_headers', 'drop_bad', 'csv_splits']
+           'check_labels_seen_in_training', 'require_two_classes', 'refuse_bad_headers', 'drop_bad', 'csv_splits']
 
 
 def subdirs(folder: Path) -> list[Path]:
@@ -107,6 +107,14 @@ def check_labels_seen_in_training(y: np.ndarray, is_val: np.ndarray, classes: li
                      f'or remove them')
 
 
+def require_two_classes(classes: Sequence, where: str, what_to_add: str) -> None:
+    """Single-label classification needs at least two classes: with one, the softmax over a single logit is always 1,
+    so nothing trains and accuracy reads 1.0. Refuse it, saying where the classes came from and what to add."""
+    if len(classes) < 2:
+        found = f'only the class {str(classes[0])!r}' if classes else 'no class at all'
+        raise ValueError(f'{where} gives {found}: a classifier needs at least 2 classes; {what_to_add}')
+
+
 def test_folder_files(folder: Path, lister: Optional[Callable] = None, what: str = 'images') -> list[Path]:
     """The items of an unlabelled test folder: its images (also in sub-folders), or what `lister` lists."""
     if not folder.is_dir():
@@ -161,6 +169,9 @@ def csv_splits(path: Path, folder: str, csv_fname, val_idxs, suffix: str, test_n
                                     f'check `folder` and `suffix` (now {folder!r}, {suffix!r})')
         files.append(f)
     y, classes, is_multi = parse_labels(rows, continuous, cat_separator, csv_path)
+    if not continuous and not is_multi:
+        require_two_classes(classes, f'{csv_path} (column 2, the labels)', 'label rows with at least one other '
+                            'class (or pass continuous=True for numeric targets)')
     n = len(files)
     val_idxs = get_cv_idxs(n) if val_idxs is None else np.asarray(val_idxs, dtype=np.int64).reshape(-1)
     if len(val_idxs) and (val_idxs.min() < 0 or val_idxs.max() >= n):

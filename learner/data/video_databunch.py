@@ -101,15 +101,19 @@ class VideoDataBunch(DataBunch):
         `augment`: random clips for 'train', the evaluation clips with random transforms for 'valid'/'test').
 
         Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`: the evaluation clips of
-        every training video). Cached per arguments.
+        every training video). As for images, `val_dl`/`test_dl` answer for themselves, and other loaders are made
+        once per arguments and start their worker processes per pass.
         """
-        key = (split, augment, shuffle, bs or self.bs)
+        bs = bs or self.bs
+        ds = self._ds(split)
+        if not augment and not shuffle and bs == self.bs and split != 'train':
+            return self.val_dl if split == 'valid' else self.test_dl
+        key = (split, augment, shuffle, bs)
         if key not in self._loaders:
-            ds = self._ds(split)
             sampling = ds.sampling if (augment and split == 'train') else self.val_ds.sampling
             tfms = self.trn_ds.tfms if augment else self.val_ds.tfms
-            self._loaders[key] = make_loader(ds.with_tfms(tfms).with_sampling(sampling), bs or self.bs, shuffle,
-                                             self.num_workers, self._device)
+            self._loaders[key] = make_loader(ds.with_tfms(tfms).with_sampling(sampling), bs, shuffle,
+                                             self.num_workers, self._device, persistent=False)
         return self._loaders[key]
 
     def tfms_signature(self) -> str:

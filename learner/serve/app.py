@@ -8,14 +8,27 @@ Endpoints:
     GET  /health           liveness and queue length
     GET  /                 the quick-test web page; /docs the OpenAPI docs
 
-Uploads over `max_upload_bytes` are answered 413 before they are read in full; a body that is not a decodable image
-(empty, another format, truncated, a decompression bomb) is 422 with the reason. Decoding runs in worker threads
-and the model in one thread of its own (see `Batcher`), never on the event loop.
+What one request can cost is bounded, so no client can exhaust the server:
+  * bytes: a body over `max_upload_bytes` is answered 413, by its declared length at once or as it streams in; the
+    rest of the body is read and dropped first (up to `max_drain_bytes`), so clients that send the whole body before
+    reading (Python's urllib, requests, httpx, a browser's fetch) receive the 413 and its reason, not a reset;
+  * pixels: each upload's decoded size is read from its header before anything is decoded; an image over
+    `max_pixels` is 422, a request whose images add up to more than `max_request_pixels` is 413;
+  * memory while decoding: at most `decode_threads` uploads decode at once, one image at a time per request, each
+    shrunk at once to the model's input size (`decode.py`), so what waits for the model is small and of known size;
+  * the queue: images waiting for the model are bounded in number (`max_queue`) and in bytes (`max_queue_bytes`);
+    beyond that a request is 503 with Retry-After.
+A body that is not a decodable image (empty, another format, truncated, a decompression bomb) is 422 with the
+reason. Decoding runs in its own threads and the model in one thread of its own (see `Batcher`), never on the event
+loop.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, List, Optional, Tuple, Union
 
@@ -24,13 +37,12 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.images import ImageError
 from .batcher import Batcher, QueueFull
-from .decode import decode_image_bytes
+from .decode import DEFAULT_MAX_PIXELS, decode_image_bytes, decoded_pixels
 from .info import default_threshold, model_info, threshold_table
 
 __all__ = ['ServeConfig', 'PredictionService', 'create_app', 'serve']
@@ -41,7 +53,7 @@ MB = 1024 * 1024
 
 @dataclasses.dataclass
 class ServeConfig:
-    """Limits of the prediction service.
+    """Limits of the prediction service (see the module docstring for what each one bounds).
 
     Args:
         max_upload_bytes: the largest request body (default 20 MB); larger ones get 413.
@@ -49,14 +61,27 @@ class ServeConfig:
         max_batch: the most images in one model call (default 32).
         max_queue: the most images waiting for the model before new requests get 503 (default 1024).
         max_wait_ms: how long the model waits to fill a batch once it has an image (default 0: never waits).
-        max_pixels: refuse larger images as decompression bombs (default None: PIL.Image.MAX_IMAGE_PIXELS).
+        max_pixels: the most pixels one upload may decode to (after JPEG's reduced-scale decoding); larger ones are
+            refused as decompression bombs, 422 (default 64 megapixels).
+        max_request_pixels: the most pixels the uploads of one request may decode to together; more is 413
+            (default 256 megapixels: four of the largest images, or 64 phone photos).
+        max_queue_bytes: the most bytes the images waiting for the model may hold before new requests get 503
+            (default 256 MB; each image waits at the model's input size, 3 x sz x sz bytes).
+        decode_threads: uploads decoded at the same time (default: the CPU count, at most 4); with `max_pixels` it
+            bounds the memory decoding can take (about 4 bytes per pixel per thread).
+        max_drain_bytes: how much of an oversized body is read and dropped before the 413 is sent (default 64 MB,
+            or `max_upload_bytes` if larger); past it the connection is closed.
     """
     max_upload_bytes: int = 20 * MB
     max_files: int = 64
     max_batch: int = 32
     max_queue: int = 1024
     max_wait_ms: float = 0.0
-    max_pixels: Optional[int] = None
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+    max_request_pixels: int = 256_000_000
+    max_queue_bytes: int = 256 * MB
+    decode_threads: int = dataclasses.field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    max_drain_bytes: int = 64 * MB
 
 
 class Prediction(BaseModel):
@@ -88,15 +113,38 @@ class Health(BaseModel):
 
 class _BodyTooLarge(HTTPException):
     def __init__(self, limit: int):
-        super().__init__(413, f'request body larger than the {limit // MB} MB limit '
+        super().__init__(413, f'request body larger than the {limit / MB:g} MB limit '
                               f'({limit} bytes); send a smaller image or raise --max-upload-mb')
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for bodies over `limit` bytes, by Content-Length at once, else while they stream in."""
+async def _drain(receive, budget: int, seconds: float = 30.0) -> None:
+    """Read and drop what is left of a request body, at most `budget` bytes and `seconds`.
 
-    def __init__(self, app: Any, limit: int):
+    Why: a server that answers and closes while body bytes are still unread makes the kernel reset the connection,
+    and a client that sends its whole body before reading (urllib, requests) then sees 'Connection reset by peer'
+    instead of the answer. Reading the rest first (nginx's lingering close does the same) lets it read the 413."""
+    async def drain() -> None:
+        drained = 0
+        while drained <= budget:
+            message = await receive()
+            if message['type'] != 'http.request':
+                return
+            drained += len(message.get('body', b''))
+            if not message.get('more_body', False):
+                return
+    try:
+        await asyncio.wait_for(drain(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over `limit` bytes, by Content-Length at once, else while they stream in;
+    either way the rest of the body is drained first (up to `drain` bytes, see `_drain`)."""
+
+    def __init__(self, app: Any, limit: int, drain: Optional[int] = None):
         self.app, self.limit = app, int(limit)
+        self.drain = int(drain) if drain is not None else max(64 * MB, self.limit)
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http':
@@ -104,6 +152,7 @@ class BodyLimit:
         declared = dict(scope.get('headers') or []).get(b'content-length')
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             error = _BodyTooLarge(self.limit)
+            await _drain(receive, self.drain)
             response = JSONResponse({'detail': error.detail}, status_code=413, headers={'Connection': 'close'})
             return await response(scope, receive, send)
         received = 0
@@ -114,6 +163,8 @@ class BodyLimit:
             if message['type'] == 'http.request':
                 received += len(message.get('body', b''))
                 if received > self.limit:
+                    if message.get('more_body', False):
+                        await _drain(receive, self.drain)
                     raise _BodyTooLarge(self.limit)  # raised inside the endpoint's read: becomes a 413 answer
             return message
 
@@ -164,41 +215,71 @@ async def read_images(request: Request, max_files: int) -> List[Tuple[str, bytes
 
 
 class PredictionService:
-    """An `InferenceLearner` behind a `Batcher`: decode uploads, queue them for the model, rank the answers."""
+    """An `InferenceLearner` behind a `Batcher`: decode uploads (bounded, see the module docstring), queue them at the
+    model's input size, rank the answers."""
 
     def __init__(self, inference: Any, config: ServeConfig):
         self.inference, self.config, self.meta = inference, config, inference.meta
         self.classes = [str(c) for c in inference.classes]
         self.is_multi, self.sz = bool(inference.is_multi), int(inference.sz)
-        self.batcher = Batcher(inference.predict_probs, max_batch=config.max_batch, max_queue=config.max_queue,
-                               max_wait_ms=config.max_wait_ms)
+        self.batcher = Batcher(inference.predict_prepared, max_batch=config.max_batch, max_queue=config.max_queue,
+                               max_wait_ms=config.max_wait_ms, max_queue_bytes=config.max_queue_bytes)
+        self.decoder = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(config.decode_threads)),
+                                                             thread_name_prefix='learner-decode')
         self.info, self.table = model_info(self.meta), threshold_table(self.meta)
         # multi-label answers list the labels present by default; single-label ones every class, ranked
         self.default_threshold = default_threshold(self.meta) if self.is_multi else 0.0
 
-    def decode_all(self, parts: List[Tuple[str, bytes]]) -> List[np.ndarray]:
-        """Decode every part (in a worker thread); one 422 naming every bad part."""
-        arrays, errors = [], []
+    @property
+    def target_size(self) -> int:
+        """The smallest side an upload is decoded to: what the validation transforms need."""
+        return int(self.inference.valid_tfms.decode_size or self.sz)
+
+    def decode_all(self, parts: List[Tuple[str, bytes]]) -> List[Any]:
+        """Every part at the model's input size (uint8 (3, sz, sz)), in a decode thread: first the decoded size of
+        each from its header (one 422 naming every bad part; 413 when they add up to too many pixels), then one
+        image at a time."""
+        errors, total = [], 0
         for name, data in parts:
             try:
-                arrays.append(decode_image_bytes(data, name, target_size=self.sz, max_pixels=self.config.max_pixels))
+                total += decoded_pixels(data, name, self.target_size, self.config.max_pixels)
             except ImageError as err:
                 errors.append(str(err))
         if errors:
             raise HTTPException(422, '; '.join(errors))
-        return arrays
+        if total > self.config.max_request_pixels:
+            raise HTTPException(413, f'the {len(parts)} image(s) of this request decode to {total / 1e6:.0f} '
+                                     f'megapixels, more than the {self.config.max_request_pixels / 1e6:.0f} allowed '
+                                     f'in one request; send fewer or smaller images per request')
+        prepared = []
+        for name, data in parts:
+            try:
+                arr = decode_image_bytes(data, name, self.target_size, self.config.max_pixels)
+            except ImageError as err:
+                errors.append(str(err))
+                continue
+            prepared.append(self.inference.prepare(arr))
+        if errors:
+            raise HTTPException(422, '; '.join(errors))
+        return prepared
 
     async def classify(self, request: Request, max_files: int, top_k: Optional[int],
                        threshold: Optional[float]) -> List[Tuple[str, List[dict]]]:
         """(name, ranked predictions) for each image of the request."""
         parts = await read_images(request, max_files)
-        arrays = await run_in_threadpool(self.decode_all, parts)
+        prepared = await asyncio.get_running_loop().run_in_executor(self.decoder, self.decode_all, parts)
+        names = [name for name, _ in parts]
+        del parts  # the request's bytes are not needed while it waits for the model
         try:
-            probs = await self.batcher.predict(arrays)
+            probs = await self.batcher.predict(prepared)
         except QueueFull as err:
             raise HTTPException(503, str(err), headers={'Retry-After': '1'}) from err
         threshold = self.default_threshold if threshold is None else threshold
-        return [(name, _ranked(p, self.classes, top_k, threshold)) for (name, _), p in zip(parts, probs)]
+        return [(name, _ranked(p, self.classes, top_k, threshold)) for name, p in zip(names, probs)]
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+        self.decoder.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(model: Union[str, Path, Any], config: Optional[ServeConfig] = None) -> FastAPI:
@@ -219,13 +300,14 @@ def create_app(model: Union[str, Path, Any], config: Optional[ServeConfig] = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await service.batcher.aclose()
+        await service.aclose()
 
     app = FastAPI(title='learner prediction service', lifespan=lifespan,
                   description=f'{service.meta.get("arch")} image classifier: {len(service.classes)} classes, '
                               f'{service.sz} px input. Send an image to /predict (multipart field `file`, or the '
                               f'raw bytes as the body).')
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes, drain=max(config.max_drain_bytes,
+                                                                          config.max_upload_bytes))
     app.state.service = service
 
     top_k_query = Query(None, ge=1, description='return at most this many classes (default: all)')

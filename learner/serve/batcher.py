@@ -3,8 +3,8 @@
 Every image waits in one queue; a single worker task takes whatever is queued (up to `max_batch` images), runs the
 model on them in one dedicated thread under `torch.inference_mode`, and hands each caller its row. While the model
 runs, new requests queue up, so under load batches fill by themselves and a lone request is never held back
-(`max_wait_ms` can add a short wait to collect more). A full queue is refused at once (`QueueFull`, a 503) rather
-than letting latency grow without bound; an error in the model fails only the requests of that batch and the
+(`max_wait_ms` can add a short wait to collect more). A full queue (by images, or by the bytes they hold) is refused
+at once (`QueueFull`, a 503) rather than letting latency and memory grow without bound; an error in the model fails only the requests of that batch and the
 worker goes on.
 """
 from __future__ import annotations
@@ -19,6 +19,12 @@ import torch
 __all__ = ['Batcher', 'QueueFull']
 
 
+def _nbytes(image) -> int:
+    if isinstance(image, torch.Tensor):
+        return image.numel() * image.element_size()
+    return int(getattr(image, 'nbytes', 0))
+
+
 class QueueFull(RuntimeError):
     """More images are waiting than the batcher's `max_queue`: the caller should retry later."""
 
@@ -31,6 +37,8 @@ class Batcher:
         max_batch: the most images in one model call.
         max_queue: the most images waiting; more are refused with `QueueFull`.
         max_wait_ms: how long the worker waits for more images once it has one (0: take what is queued now).
+        max_queue_bytes: the most bytes the waiting images may hold (their `nbytes`, or a tensor's
+            numel * element_size); None: no byte limit.
 
     Example:
         >>> batcher = Batcher(inference.predict_probs, max_batch=32)
@@ -38,7 +46,7 @@ class Batcher:
     """
 
     def __init__(self, predict: Callable[[List[np.ndarray]], np.ndarray], max_batch: int = 32,
-                 max_queue: int = 1024, max_wait_ms: float = 0.0):
+                 max_queue: int = 1024, max_wait_ms: float = 0.0, max_queue_bytes: Optional[int] = None):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError(f'max_batch and max_queue must be >= 1 and max_wait_ms >= 0, got {max_batch}, '
                              f'{max_queue}, {max_wait_ms}')
@@ -48,6 +56,8 @@ class Batcher:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._queue: Optional[asyncio.Queue] = None
         self._worker: Optional[asyncio.Task] = None
+        self.max_queue_bytes = None if max_queue_bytes is None else int(max_queue_bytes)
+        self.queued_bytes = 0  # what the images waiting (or in the model call) hold
         self.n_batches = 0   # model calls so far (for /health and the tests)
         self.n_images = 0
 
@@ -71,11 +81,19 @@ class Batcher:
         queue = self._ensure_worker()
         if queue.qsize() + len(images) > self.max_queue:
             raise QueueFull(f'{queue.qsize()} images are already waiting (max_queue={self.max_queue}); retry shortly')
+        size = sum(_nbytes(image) for image in images)
+        if self.max_queue_bytes is not None and self.queued_bytes + size > self.max_queue_bytes:
+            raise QueueFull(f'the images waiting for the model hold {self.queued_bytes} bytes and these {size} more '
+                            f'(max_queue_bytes={self.max_queue_bytes}); retry shortly')
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in images]
-        for image, future in zip(images, futures):
-            queue.put_nowait((image, future))
-        rows = await asyncio.gather(*futures)
+        self.queued_bytes += size
+        try:
+            for image, future in zip(images, futures):
+                queue.put_nowait((image, future))
+            rows = await asyncio.gather(*futures)
+        finally:
+            self.queued_bytes -= size
         return np.stack(rows)
 
     async def _run(self, queue: asyncio.Queue) -> None:

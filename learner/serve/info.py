@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..interpret import DEFAULT_THRESHOLD, threshold_curve
+from ..reports import DEFAULT_THRESHOLD, threshold_curve
 
 __all__ = ['model_info', 'threshold_table', 'default_threshold']
 

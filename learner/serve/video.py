@@ -57,9 +57,10 @@ class VideoPredictionService(PredictionService):
         super().__init__(inference, config)
         self.info = {**model_info(self.meta), 'input': 'video', 'video': dict(self.meta['video'])}
 
-    def decode_all(self, parts: List[Tuple[str, bytes]]) -> List[np.ndarray]:
-        """Each part's clips (K, T, H, W, 3), decoded in a worker thread; one 422 naming every bad part."""
-        clips, errors = [], []
+    def decode_all(self, parts: List[Tuple[str, bytes]]) -> List[Any]:
+        """Each part's clips at the model's input size, uint8 (K, 3, T, sz, sz), decoded in a decode thread; one 422
+        naming every bad part; 413 when the request's frames add up to more than `max_request_pixels`."""
+        prepared, errors, total = [], [], 0
         for name, data in parts:
             kind = video_container(data)
             if kind is None:
@@ -67,13 +68,20 @@ class VideoPredictionService(PredictionService):
                 errors.append(f'{name}: {what}; this model classifies videos: send an MP4, WebM/MKV or AVI file')
                 continue
             try:
-                clips.append(self.inference.decode_clips(data, name=name, formats=UPLOAD_DEMUXERS[kind],
-                                                         max_pixels=self.config.max_pixels))
+                clips = self.inference.decode_clips(data, name=name, formats=UPLOAD_DEMUXERS[kind],
+                                                    max_pixels=self.config.max_pixels)
             except VideoError as err:
                 errors.append(str(err))
+                continue
+            total += clips.size // 3
+            if total > self.config.max_request_pixels:
+                raise HTTPException(413, f'the videos of this request decode to more than the '
+                                         f'{self.config.max_request_pixels / 1e6:.0f} megapixels allowed in one '
+                                         f'request; send fewer videos per request')
+            prepared.append(self.inference.prepare(clips))
         if errors:
             raise HTTPException(422, '; '.join(errors))
-        return clips
+        return prepared
 
 
 def service_for(inference: Any, config: ServeConfig) -> PredictionService:
