@@ -344,7 +344,10 @@ def _resized(frame: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def _read_folder(info: VideoInfo, indices: list[int], size: Optional[int]) -> tuple[np.ndarray, Optional[str]]:
-    files = frame_files(info.path)
+    try:
+        files = frame_files(info.path)
+    except OSError:  # the folder went away since the data was built
+        files = []
     problem = None
     if len(files) != info.n_frames:
         problem = f'now holds {len(files)} frames, {info.n_frames} when the data was built'
