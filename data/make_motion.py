@@ -1,10 +1,10 @@
 """Generate `motion`: a video data set only motion can solve (4 classes: a shape moving left, right, up or down).
 
-    python data/make_motion.py [--out data/motion] [--size 64] [--frames 24] [--train 40] [--valid 10] [--seed 0]
+    python data/make_motion.py [--out data/motion] [--size 32] [--frames 24] [--train 40] [--valid 10] [--seed 0]
                                [--formats mp4,webm]
 
-Each video: a static background (a random two-colour gradient with fixed noise), and one shape (a disc or a square,
-random colour and size) that moves at a constant random speed (5% to 8% of the frame a frame) in the direction of its
+Each video: a static dark background (a random gray with fixed noise), and one bright shape (a disc or a square,
+random colour and size) that moves at a constant random speed (4% to 6% of the frame a frame) in the direction of its
 class. The frame is a torus: the shape leaves on one side and comes back on the other, so in every frame its position
 is uniform over the whole frame whatever the class, and no single frame says anything about the class: a one-frame
 model is at chance (25%), a model that pools frames without their order can at best tell horizontal from vertical
@@ -29,21 +29,17 @@ GOP = 12  # frames between keyframes
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A static (size, size, 3) float background: a two-colour gradient with fixed noise."""
-    y, x = np.mgrid[0:size, 0:size] / size
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    angle = rng.uniform(0, 2 * np.pi)
-    t = (x * np.cos(angle) + y * np.sin(angle) + 1.5) / 3
-    return c0 * (1 - t[..., None]) + c1 * t[..., None] + rng.normal(0, 10, (size, size, 3))
+    """A static (size, size, 3) float background: a dark random gray with fixed noise."""
+    return np.full((size, size, 3), rng.uniform(20, 80)) + rng.normal(0, 6, (size, size, 3))
 
 
 def frames(cls: str, size: int, n_frames: int, rng: np.random.Generator) -> np.ndarray:
     """The uint8 frames (n_frames, size, size, 3) of one video of class `cls`."""
     background = _background(size, rng)
-    colour = (255 - background.mean((0, 1)) + rng.uniform(-40, 40, 3)) % 256  # contrasts with the background
-    radius = rng.uniform(0.08, 0.14) * size
+    colour = rng.uniform(150, 255, 3)                                     # bright on the dark background
+    radius = rng.uniform(0.10, 0.16) * size
     square = rng.random() < 0.5
-    speed = rng.uniform(0.05, 0.08) * size                                # 5% to 8% of the frame a frame
+    speed = rng.uniform(0.04, 0.06) * size                                # 4% to 6% of the frame a frame
     start = rng.uniform(0, size, 2)                                      # (row, column), anywhere: a torus
     step = np.array(DIRECTIONS[cls], dtype=np.float64) * speed
     rows, cols = np.mgrid[0:size, 0:size] + 0.5
@@ -76,7 +72,7 @@ def write_video(path: Path, video: np.ndarray, fps: int = FPS) -> None:
             container.mux(packet)
 
 
-def make(out: Path, size: int = 64, n_frames: int = 24, n_train: int = 40, n_valid: int = 10, seed: int = 0,
+def make(out: Path, size: int = 32, n_frames: int = 24, n_train: int = 40, n_valid: int = 10, seed: int = 0,
          formats: tuple = ('mp4', 'webm')) -> Path:
     """Write out/{train,valid}/<class>/<class>_NNNN.<format>; replaces `out` if it exists. Returns `out`."""
     out = Path(out)
@@ -95,7 +91,7 @@ def make(out: Path, size: int = 64, n_frames: int = 24, n_train: int = 40, n_val
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default=str(Path(__file__).resolve().parent / 'motion'))
-    parser.add_argument('--size', type=int, default=64, help='frame side in pixels (even; default 64)')
+    parser.add_argument('--size', type=int, default=32, help='frame side in pixels (even; default 32)')
     parser.add_argument('--frames', type=int, default=24, help='frames per video (default 24)')
     parser.add_argument('--train', type=int, default=40, help='training videos per class (default 40)')
     parser.add_argument('--valid', type=int, default=10, help='validation videos per class (default 10)')
