@@ -96,7 +96,7 @@ def main() -> None:
         print(f'motion: 4 classes, {args.train} training and {args.valid} validation videos per class, '
               f'{args.frames} frames of {args.side}x{args.side}; {args.epochs} epochs of 1cycle (Adam, max_lr '
               f'{args.lr}), bs {args.bs}, {args.threads} threads')
-        print(f'| model | frames per clip | parameters | validation accuracy (3 clips averaged) | training time |')
+        print('| model | frames per clip | parameters | validation accuracy (3 clips averaged) | training time |')
         print('|---|---:|---:|---:|---:|')
         for name in args.only.split(','):
             results = [run(name, path, args, int(seed)) for seed in args.seeds.split(',')]

@@ -93,15 +93,14 @@ def test_from_paths_loaders_give_clips_and_one_row_per_video_in_validation(motio
 
 
 def test_frame_folders_and_files_mix_and_from_csv_reads_both(tmp_path):
-    for split in ('train', 'valid'):
-        for k, cls in enumerate(('a', 'b')):
-            folder = tmp_path / split / cls
-            folder.mkdir(parents=True)
-            write_video(folder / 'v0.mp4', numbered_frames(12, 32, 32))
-            frames = tmp_path / split / cls / 'v1'
-            frames.mkdir()
-            for i, frame in enumerate(numbered_frames(12, 32, 32)):
-                Image.fromarray(frame).save(frames / f'{i + 1:05d}.jpg', quality=95)
+    for k, (split, cls) in enumerate([(s, c) for s in ('train', 'valid') for c in ('a', 'b')]):
+        folder = tmp_path / split / cls
+        folder.mkdir(parents=True)
+        write_video(folder / 'v0.mp4', np.roll(numbered_frames(12, 32, 32), k, axis=2))   # different files
+        frames = folder / 'v1'
+        frames.mkdir()
+        for i, frame in enumerate(numbered_frames(12, 32, 32)):
+            Image.fromarray(frame).save(frames / f'{i + 1:05d}.jpg', quality=95)
     data = VideoClassifierData.from_paths(tmp_path, tfms=tfms_from_stats(kinetics_stats, 32), bs=4,
                                           frames_per_clip=4, clips_per_video=1, num_workers=0)
     assert data.trn_ds.fnames == ['train/a/v0.mp4', 'train/a/v1', 'train/b/v0.mp4', 'train/b/v1']
@@ -119,11 +118,10 @@ def test_frame_folders_and_files_mix_and_from_csv_reads_both(tmp_path):
 
 
 def _two_class_tree(root, bad: dict):
-    for split in ('train', 'valid'):
-        for cls in ('a', 'b'):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            write_video(folder / 'good.mp4', numbered_frames(24, 32, 32))
+    for k, (split, cls) in enumerate([(s, c) for s in ('train', 'valid') for c in ('a', 'b')]):
+        folder = root / split / cls
+        folder.mkdir(parents=True)
+        write_video(folder / 'good.mp4', np.roll(numbered_frames(24, 32, 32), k, axis=2))   # 4 different files
     for name, content in bad.items():
         (root / 'train' / 'a' / name).write_bytes(content)
     return root

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from learner.data.video_io import (VideoError, frame_files, probe_video, read_frames, verify_videos, video_files)
+from learner.data.video_files import verify_videos, video_files
+from learner.data.video_io import VideoError, frame_files, probe_video, read_frames
 
 from _video_helpers import frame_numbers, need_av, numbered_frames, write_audio_only, write_video
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from learner import (AdaptiveConcatPool3d, ConvLearner, accuracy, FramesBody, ImageClassifierData, Learner,
                      PretrainedWeightsMissing, VideoClassifierData, kinetics_stats, mc3_18, r2plus1d_18, r3d_18,
-                     resnet18, tfms_from_model, tfms_from_stats)
+                     resnet18, tfms_from_model)
 from learner.freeze import BN_TYPES
 from learner.inference import average_clips
 

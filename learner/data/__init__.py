@@ -7,8 +7,9 @@ from .images import (IMAGE_EXTENSIONS, BadImage, BadImageWarning, ImageError, ch
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
 from .video import ClipSampling, VideoDataset, kinetics_stats
 from .video_databunch import VideoClassifierData, VideoDataBunch
-from .video_io import (VIDEO_EXTENSIONS, BadVideoWarning, VideoError, VideoInfo, VideoWarning, probe_video, read_frames,
-                       verify_videos, video_files)
+from .video_files import verify_videos, video_files
+from .video_io import (VIDEO_EXTENSIONS, BadVideoWarning, VideoError, VideoInfo, VideoWarning, probe_video,
+                       read_frames)
 from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
                          RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomRotateZoom, RandomScale,
                          RandomStretch, RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor,

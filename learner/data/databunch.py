@@ -14,7 +14,7 @@ from ..distributed import main_first, rank
 from .duplicates import warn_duplicates
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import BadImageWarning
-from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
+from .loaders import DeviceDataLoader, default_num_workers, make_loader
 from .resize_files import resize_files, resized_root
 from .sources import csv_splits, drop_bad, folder_source, refuse_bad_headers, require_two_classes, test_folder_files
 

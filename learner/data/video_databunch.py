@@ -24,7 +24,8 @@ from .duplicates import warn_duplicates
 from .loaders import make_loader
 from .sources import csv_splits, folder_source, test_folder_files
 from .video import ClipSampling, VideoDataset, warn_about_videos
-from .video_io import VideoError, probe_video, verify_videos, video_files
+from .video_files import verify_videos, video_files
+from .video_io import VideoError, probe_video
 
 __all__ = ['VideoDataBunch', 'VideoClassifierData']
 
