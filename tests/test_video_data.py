@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from learner import (CenterCrop, ClipSampling, Cutout, RandomBlur, RandomCrop, RandomDihedral, RandomFlip,
+from learner import (C3D_BN, CenterCrop, ClipSampling, Cutout, RandomBlur, RandomCrop, RandomDihedral, RandomFlip,
                      RandomLighting, RandomRotate, RandomRotateZoom, RandomScale, RandomZoom, Transforms,
                      VideoClassifierData, VideoError, VideoWarning, BadVideoWarning, kinetics_stats, r3d_18,
                      tfms_from_model, tfms_from_stats, transforms_side_on)
@@ -53,6 +53,7 @@ def test_each_0_7_transform_draws_once_per_clip(tfm):
 def test_a_pipeline_from_tfms_from_stats_keeps_frames_aligned_and_normalizes_with_kinetics_stats():
     trn, val = tfms_from_model(r3d_18, 32, aug_tfms=transforms_side_on, max_zoom=1.2)
     assert np.allclose(trn.stats[0], kinetics_stats[0]) and np.allclose(trn.stats[1], kinetics_stats[1])
+    assert np.allclose(tfms_from_model(C3D_BN, 112)[1].stats[1], kinetics_stats[1])      # the seed's network too
     torch.manual_seed(1)
     frames = torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8).expand(5, 3, 48, 64).clone()
     out = trn(frames)

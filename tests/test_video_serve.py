@@ -42,6 +42,16 @@ def test_the_export_predicts_videos_as_the_learner_did(video_export):
         inference.predict_image(frames[0])
 
 
+def test_learner_predict_prints_the_top_classes_of_a_video(video_export, capsys):
+    from learner.cli import main
+    learn, path, root = video_export
+    video = root / learn.data.val_ds.fnames[0]
+    assert main(['predict', str(path), str(video), '--top', '2']) == 0
+    line = capsys.readouterr().out.strip()
+    best = load_learner(path).predict_video(video)[0]
+    assert line.startswith(f'{video}: {best} ') and line.count(',') == 1
+
+
 def test_serve_answers_a_video_upload_with_the_clip_average(video_export):
     learn, path, root = video_export
     inference = load_learner(path)

@@ -26,13 +26,11 @@ import numpy as np
 import torch
 
 from .datasets import BaseDataset, _Batch, _one_thread, _relative_name
-from .transforms import Transforms
+from .transforms import Transforms, kinetics_stats
 from .video_io import BadVideoWarning, VideoError, VideoInfo, VideoWarning, read_frames
 
 __all__ = ['ClipSampling', 'VideoDataset', 'kinetics_stats', 'warn_about_videos', 'clip_indices']
 
-#: Kinetics-400 normalization stats (torchvision's video weights were trained with them), in 0..1 units.
-kinetics_stats = (np.array([0.43216, 0.394666, 0.37645]), np.array([0.22803, 0.22145, 0.216989]))
 
 
 @dataclass(frozen=True)
