@@ -9,6 +9,7 @@ from __future__ import annotations
 import fractions
 import importlib.util
 import os
+import struct
 from pathlib import Path
 from typing import Optional
 
@@ -63,7 +64,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 25, gop: int = 12, ro
         stream = container.add_stream('libvpx-vp9' if webm else 'libx264', rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], 'yuv420p'
         stream.codec_context.gop_size = gop
-        if rotation is not None:
+        if rotation is not None and hasattr(stream, 'set_display_rotation'):   # PyAV >= 18
             stream.set_display_rotation(rotation)
         if frame_ms is not None:
             stream.codec_context.time_base = fractions.Fraction(1, 1000)
@@ -75,7 +76,23 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 25, gop: int = 12, ro
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    if rotation is not None and not hasattr(stream, 'set_display_rotation'):
+        set_mp4_rotation(path, rotation)
     return path
+
+
+def set_mp4_rotation(path: Path, degrees: int) -> None:
+    """Write a counter-clockwise display rotation into an MP4's track header (its `tkhd` matrix), as a phone does;
+    for PyAV versions that cannot set it while writing (before 18)."""
+    data = bytearray(path.read_bytes())
+    start = data.index(b'tkhd') - 4                                  # the box: size, 'tkhd', version, flags, ...
+    offset = start + (60 if data[start + 8] == 1 else 48)           # the 3x3 matrix of 32-bit fixed-point numbers
+    identity = struct.pack('>9i', 1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+    assert data[offset:offset + 36] == identity, 'unexpected track header'
+    radians = np.deg2rad(degrees)                      # the matrix PyAV 18's set_display_rotation has FFmpeg write
+    cos, sin = (int(round(v * (1 << 16))) for v in (np.cos(radians), np.sin(radians)))
+    data[offset:offset + 36] = struct.pack('>9i', cos, -sin, 0, sin, cos, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
 
 
 def write_audio_only(path: Path) -> Path:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from learner import (C3D_BN, ClassificationInterpretation, ConvLearner, Learner, VideoClassifierData, accuracy,
-                     accuracy_np, kinetics_stats, resnet18, tfms_from_stats)
+                     accuracy_np, kinetics_stats, mobilenet_v3_small, tfms_from_stats)
 
 from _video_helpers import make_motion_module, need_av, tiny_motion
 
@@ -52,7 +52,8 @@ def test_c3d_bn_learns_the_direction_a_one_frame_model_cannot(motion):
     torch.manual_seed(0)
     one_frame = VideoClassifierData.from_paths(motion, tfms=tfms_from_stats(kinetics_stats, 32), bs=16,
                                                frames_per_clip=1, clips_per_video=2, num_workers=0)
-    frame = ConvLearner.pretrained(resnet18, one_frame, pretrained=False, opt_fn=torch.optim.Adam, progress=False)
+    frame = ConvLearner.pretrained(mobilenet_v3_small, one_frame, pretrained=False, opt_fn=torch.optim.Adam,
+                                   progress=False)
     frame.unfreeze()
     frame.fit_one_cycle(3, max_lr=3e-3)
     log_preds, y = frame.predict_with_targs()

@@ -126,14 +126,14 @@ def test_validation_metrics_and_predictions_are_per_video(motion):
 def test_precompute_caches_every_clip_and_matches_the_whole_model(motion, tmp_path):
     torch.manual_seed(0)
     data = video_data(motion, clips_per_video=2)
-    learn = ConvLearner.pretrained(r3d_18, data, pretrained=False, progress=False, precompute=True)
+    learn = ConvLearner.pretrained(mc3_18, data, pretrained=False, progress=False, precompute=True)
     learn.precompute_cache_dir = tmp_path / 'cache'
     learn.precompute = False
     learn.precompute = True
     learn.fit(1e-2, 1)                                            # the head trains on cached clip features
     cached, y = learn.predict_with_targs()
     stage = learn.stage()
-    assert stage.train.clips_per_item == 2 and next(iter(stage.train))[0].shape == (4, 1024)   # bs 4: 2 videos x 2 clips
+    assert stage.train.clips_per_item == 2 and next(iter(stage.train))[0].shape == (4, 1024)   # 2 videos x 2 clips
     learn.precompute = False
     whole, y2 = learn.predict_with_targs()
     assert cached.shape == (8, 4) and np.array_equal(y, y2)
