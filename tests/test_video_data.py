@@ -128,6 +128,14 @@ def _two_class_tree(root, bad: dict):
     return root
 
 
+def test_one_class_is_refused_as_for_images(tmp_path):
+    folder = tmp_path / 'train' / 'only'
+    folder.mkdir(parents=True)
+    write_video(folder / 'v.mp4', numbered_frames(8, 32, 32))
+    with pytest.raises(ValueError, match='only the class .only.*at least 2 classes'):
+        VideoClassifierData.from_paths(tmp_path, num_workers=0)
+
+
 def test_unusable_videos_are_all_listed_before_training_or_skipped(tmp_path):
     root = _two_class_tree(tmp_path, {'empty.mp4': b'', 'junk.webm': b'\x00junk' * 40})
     with pytest.raises(VideoError) as info:

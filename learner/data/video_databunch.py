@@ -22,7 +22,7 @@ import torch
 from .databunch import DataBunch
 from .duplicates import warn_duplicates
 from .loaders import make_loader
-from .sources import csv_splits, folder_source, test_folder_files
+from .sources import csv_splits, folder_source, require_two_classes, test_folder_files
 from .video import ClipSampling, VideoDataset, warn_about_videos
 from .video_files import verify_videos, video_files
 from .video_io import VideoError, probe_video
@@ -171,6 +171,8 @@ class VideoDataBunch(DataBunch):
         """
         path = Path(path)
         trn_files, trn_y, classes = folder_source(path / trn_name, lister=video_files, what=_WHAT)
+        require_two_classes(classes, f'{path / trn_name}', f'add a sub-folder of videos for each other class '
+                                                           f'({path / trn_name}/<class>/...)')
         val_files, val_y, _ = folder_source(path / val_name, classes, lister=video_files, what=_WHAT)
         test = None
         if test_name:
