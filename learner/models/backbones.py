@@ -221,7 +221,7 @@ def body_groups(spec: Union[str, Callable, BackboneSpec], body: nn.Module) -> li
     return [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in groups]
 
 
-PROBE_FRAMES = 8  # frames of the dummy clip a video body is probed with (3D convs see (1, 3, 8, size, size))
+PROBE_FRAMES = 4  # frames of the dummy clip a video body is probed with: (1, 3, 4, size, size)
 
 
 def is_video_body(body: nn.Module) -> bool:
@@ -231,7 +231,7 @@ def is_video_body(body: nn.Module) -> bool:
 
 
 def _probe(body: nn.Module, size: int = PROBE_SIZE) -> list[torch.Tensor]:
-    """Run a (1, 3, size, size) dummy input ((1, 3, 8, size, size) for a 3D body) through each top-level child, in
+    """Run a (1, 3, size, size) dummy input ((1, 3, 4, size, size) for a 3D body) through each top-level child, in
     eval mode; return each output."""
     param = next(body.parameters(), None)
     device = param.device if param is not None else torch.device('cpu')
