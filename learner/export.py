@@ -94,6 +94,10 @@ def export_learner(learn: Any, path: Union[str, Path], validation: bool = True,
         'exported_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'n_train': int(len(data.trn_ds)) if getattr(data, 'trn_ds', None) is not None else None,
     }
+    if getattr(data, 'is_video', False):  # clips: how many frames, how far apart, how many per video
+        from .models.video import FramesBody
+        meta['video'] = {'frames_per_clip': int(data.frames_per_clip), 'stride': int(data.stride),
+                         'clips_per_video': int(data.clips_per_video), 'frames_body': isinstance(learn.body, FramesBody)}
     if validation:
         block = _validation_block(learn, threshold)
         if block is not None:
@@ -143,7 +147,9 @@ class InferenceLearner:
 
 
 def load_learner(path: Union[str, Path], device: Union[str, torch.device, None] = None) -> InferenceLearner:
-    """Rebuild an exported learner for inference (weights-only loading: a pickle that would run code is refused)."""
+    """Rebuild an exported learner for inference (weights-only loading: a pickle that would run code is refused).
+
+    A video learner's export gives a `VideoInferenceLearner`, which takes videos (its clips averaged)."""
     path = Path(path)
     blob = safe_torch_load(path)
     if not isinstance(blob, dict) or not isinstance(blob.get('meta'), dict) or blob['meta'].get('format') != EXPORT_FORMAT:
@@ -152,7 +158,15 @@ def load_learner(path: Union[str, Path], device: Union[str, torch.device, None] 
     meta = blob['meta']
     spec = get_backbone(meta['arch'])
     body = create_body(spec, pretrained=False, xtra_cut=meta['xtra_cut'])
-    head = create_head(num_features(body), len(meta['classes']), xtra_fc=meta['xtra_fc'], ps=meta['ps'])
+    video = meta.get('video')
+    if video and video.get('frames_body'):
+        from .models.video import FramesBody
+        body = FramesBody(body)
+    head = create_head(num_features(body), len(meta['classes']), xtra_fc=meta['xtra_fc'], ps=meta['ps'],
+                       video=bool(video))
     model = nn.Sequential(body, head)
     model.load_state_dict(blob['state_dict'])
+    if video:
+        from .video_inference import VideoInferenceLearner
+        return VideoInferenceLearner(model, meta, device)
     return InferenceLearner(model, meta, device)

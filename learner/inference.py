@@ -9,6 +9,7 @@ What a prediction is depends on the task (fastai 0.7's conventions; the model it
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable, Iterable, Optional, Tuple
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ['KINDS', 'task_kind', 'default_loss', 'collect_outputs', 'to_predictions', 'to_probabilities', 'tta_predictions',
-           'blend_tta', 'image_pixels', 'image_batch']
+           'blend_tta', 'image_pixels', 'image_batch', 'average_clips', 'clips_in']
 
 KINDS = ('single', 'multi', 'regression')
 
@@ -38,14 +39,41 @@ def default_loss(kind: str) -> Callable:
     return {'single': F.cross_entropy, 'multi': F.binary_cross_entropy_with_logits, 'regression': F.mse_loss}[kind]
 
 
+def clips_in(batches: Any) -> int:
+    """How many consecutive rows of each batch belong to one item: K for a loader of video evaluation clips (its
+    `clips_per_item`), else 1."""
+    return int(getattr(batches, 'clips_per_item', 1) or 1)
+
+
+def average_clips(out: torch.Tensor, n_clips: int, kind: str) -> torch.Tensor:
+    """Outputs of K consecutive clips per video, (B*K, C), -> one output per video, (B, C), whose prediction is the
+    mean of the clips' predictions: log of the mean softmax (single-label; `to_predictions` and cross-entropy take it
+    as it is), logit of the mean sigmoid (multi-label), the mean value (regression). K = 1 returns `out`."""
+    if n_clips == 1:
+        return out
+    if out.shape[0] % n_clips:
+        raise ValueError(f'{out.shape[0]} outputs are not whole groups of {n_clips} clips per video')
+    grouped = out.float().reshape(out.shape[0] // n_clips, n_clips, *out.shape[1:])      # (B, K, C)
+    if kind == 'single':
+        return torch.logsumexp(F.log_softmax(grouped, dim=-1), dim=1) - math.log(n_clips)
+    if kind == 'multi':
+        return torch.logit(torch.sigmoid(grouped).mean(1), eps=1e-7)
+    if kind == 'regression':
+        return grouped.mean(1)
+    raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+
+
 def collect_outputs(model: nn.Module, batches: Iterable, amp_dtype: Optional[torch.dtype] = None,
-                    gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                    gather: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, kind: str = 'single',
+                    n_clips: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run `model` in eval mode, without gradients and under the same autocast as training, over `(x, y)` batches.
 
     Returns `(outputs, targets)`: float32 outputs and the targets, on the CPU, in batch order. `gather` (used under
     torch.distributed) turns this process's rows into every process's rows in data-set order. The model's train/eval
-    mode is restored afterwards.
+    mode is restored afterwards. When each item is K clips (`n_clips`, default the loader's `clips_per_item`), the
+    K outputs of an item are averaged into one (`average_clips`, which needs the task `kind`).
     """
+    n_clips = clips_in(batches) if n_clips is None else n_clips
     was_training = model.training
     model.eval()
     outputs, targets = [], []
@@ -53,7 +81,7 @@ def collect_outputs(model: nn.Module, batches: Iterable, amp_dtype: Optional[tor
     try:
         with torch.inference_mode(), torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
             for xb, yb in batches:
-                outputs.append(model(xb).float())
+                outputs.append(average_clips(model(xb).float(), n_clips, kind))
                 targets.append(torch.as_tensor(yb))
     finally:
         model.train(was_training)
@@ -87,10 +115,10 @@ def tta_predictions(model: nn.Module, plain: Iterable, augmented: Iterable, n_au
     """`(preds (n_aug + 1, N, C), y)`: pass 0 over `plain` batches, then `n_aug` passes over `augmented` ones."""
     if n_aug < 0:
         raise ValueError(f'n_aug must be >= 0, got {n_aug}')
-    out, y = collect_outputs(model, plain, amp_dtype, gather)
+    out, y = collect_outputs(model, plain, amp_dtype, gather, kind)
     passes = [to_predictions(out, kind)]
     for _ in range(n_aug):
-        passes.append(to_predictions(collect_outputs(model, augmented, amp_dtype, gather)[0], kind))
+        passes.append(to_predictions(collect_outputs(model, augmented, amp_dtype, gather, kind)[0], kind))
     return torch.stack(passes).numpy(), y.numpy()
 
 

@@ -140,10 +140,16 @@ class ClassificationInterpretation:
         return confusion_matrix_figure(self.confusion_matrix(), self.classes, normalize, cmap=cmap, figsize=figsize)
 
     def plot_top_losses(self, k: int = 9, figsize=None):
-        """Show the k worst-predicted images titled predicted/actual/loss/probability of actual; returns the Figure."""
+        """Show the k worst-predicted images titled predicted/actual/loss/probability of actual; returns the Figure.
+        Videos: one row of frames of each item's first clip."""
         if self.dataset is None:
             raise ValueError('plot_top_losses needs the data set: build the interpretation with from_learner')
         losses, idxs = self.top_losses(k)
+        if getattr(self.dataset, 'is_video', False):
+            from .data.video_plots import clip_strips
+            titles = [f'{self.classes[self.pred_class[i]]}/{self.classes[self.y[i]]}\n{loss:.2f}/'
+                      f'{self.probs[i, self.y[i]]:.2f}' for loss, i in zip(losses, idxs)]
+            return clip_strips([self.dataset.item_uint8(int(i))[0] for i in idxs], titles)
         cols = int(np.ceil(np.sqrt(len(idxs)))) or 1
         rows = int(np.ceil(len(idxs) / cols)) or 1
         fig = new_figure(figsize=figsize or (3 * cols, 3 * rows))

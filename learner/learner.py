@@ -34,7 +34,7 @@ from .callbacks.tracking import CycleSnapshot, SaveBest
 from .callbacks.weight_decay import weight_decay_callbacks
 from .core import Stage, default_device, output_folder, stop_at_batch_end
 from .freeze import FreezeMixin, apply_train_mode, mark_trainable
-from .inference import default_loss, task_kind, to_predictions
+from .inference import average_clips, clips_in, default_loss, task_kind, to_predictions
 from .metrics import metric_names
 from .optim import OptimizerMixin, decay_weights, hyper_state, per_group_values, set_hyper_state
 from .persistence import PersistenceMixin
@@ -148,6 +148,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         self.gather = distributed.gather_rows if self.distributed else None
         self.fit_stage: Optional[Stage] = None
         self.training, self.loss, self.log, self.dl = False, None, {}, None
+        self.n_clips = 1  # rows of a batch per item: K for video evaluation clips (see `inference.average_clips`)
         self._runner, self._stop_requested = CallbackRunner(), False
         on_gpu = self.device.type == 'cuda'
         self.amp_dtype = _PRECISIONS[mixed_precision] if on_gpu else None
@@ -275,6 +276,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         model = self.fit_stage.model
         apply_train_mode(model, self._layer_groups, self.n_frozen, self.train_bn, self.bn_frozen)
         self.training, self.dl = True, self.fit_stage.train
+        self.n_clips = clips_in(self.dl)  # > 1: each item is K clips of a video, their predictions averaged
         if self.distributed:  # this epoch's shuffle, the same on every process
             self.distributed.set_epoch(self.dl, self.epoch)
         self._runner('before_train')
@@ -305,7 +307,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         try:
             self._runner('before_batch')
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                self.pred = model(self.xb)
+                self.pred = average_clips(model(self.xb), self.n_clips, self.kind)
                 loss = self.loss_func(self.pred, self.yb)
             # under torchrun the mean over processes, so every callback sees (and decides on) the same number
             self.loss = self.distributed.average(loss.detach()) if self.distributed else loss.detach()
@@ -344,6 +346,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
         model = distributed.unwrap(self.fit_stage.model)  # no gradient sync to do: the bare module
         model.eval()
         self.training, self.dl = False, self.fit_stage.valid
+        self.n_clips = clips_in(self.dl)
         nan_result = (math.nan, [math.nan] * len(self.metrics))
         if self.dl is None:
             return nan_result
@@ -355,7 +358,7 @@ class Learner(OptimizerMixin, FreezeMixin, LRFindMixin, PhasesMixin, PredictionM
                     try:
                         self._runner('before_batch')
                         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                            self.pred = model(self.xb)
+                            self.pred = average_clips(model(self.xb), self.n_clips, self.kind)
                             self.loss = self.loss_func(self.pred, self.yb)
                         self._runner('after_loss')
                         total, count = total + self.loss.float() * len(self.yb), count + len(self.yb)

@@ -44,6 +44,7 @@ from torch import nn
 
 from .core import Stage, is_writable, lone_last_batch, rng_state, set_rng_state, user_cache_dir
 from .distributed import main_first
+from .inference import clips_in
 
 __all__ = ['ActivationCache', 'PrecomputedFeatures', 'check_precomputable', 'CachedFeatureLoader', 'key_digest', 'cache_root']
 
@@ -168,7 +169,8 @@ class ActivationCache:
             split: 'train', 'valid' or 'test' (any plain name).
             feature_fn: maps an input batch to (B, F) activations (more dims are flattened); run under no_grad.
                 The caller puts the model in eval mode.
-            loader: yields (x, y) batches in data-set order, with no augmentation.
+            loader: yields (x, y) batches in data-set order, with no augmentation. When x holds K rows per label (the
+                K clips of a video), an item's K activations are stored side by side: (n_items, K * F).
             n_items: number of items the loader yields in all (checked).
             device: where x goes before feature_fn (None: left where the loader put it).
         Returns:
@@ -204,7 +206,7 @@ class ActivationCache:
                     if device is not None:
                         x = x.to(device)
                     out = feature_fn(x)
-                    out = out.reshape(out.shape[0], -1).detach().float().cpu().numpy()  # (B, F)
+                    out = out.reshape(len(y), -1).detach().float().cpu().numpy()  # (B, F), or (B, K*F) for K clips
                     if features is None:
                         features = np.memmap(tmp_features, dtype=np_dtype, mode='w+', shape=(n_items, out.shape[1]))
                     if n_done + len(out) > n_items:
@@ -244,6 +246,9 @@ class ActivationCache:
 class CachedFeatureLoader:
     """Batches of cached features `(x (B, F) float32, y)` on `device`.
 
+    Video evaluation features hold K clips per item, stored (N, K*F): they come out as (B*K, F), each item's K rows
+    together, and `clips_per_item` = K tells the loop to average their predictions, as for the clips themselves.
+
     The training split is reshuffled every epoch from torch's global generator, as every loader here (so
     `torch.manual_seed` fixes it), and, like the image loaders, drops a last batch of one item (BatchNorm in the
     head cannot train on a single row). With a
@@ -251,10 +256,10 @@ class CachedFeatureLoader:
     """
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, bs: int, shuffle: bool, device: torch.device,
-                 sampler=None, drop_last: bool = False):
+                 sampler=None, drop_last: bool = False, clips_per_item: int = 1):
         self.features, self.labels = features, labels
         self.bs, self.shuffle, self.device = bs, shuffle and sampler is None, device
-        self.sampler, self.drop_last = sampler, drop_last
+        self.sampler, self.drop_last, self.clips_per_item = sampler, drop_last, int(clips_per_item)
 
     @property
     def batch_size(self) -> int:
@@ -267,7 +272,8 @@ class CachedFeatureLoader:
 
     def with_sampler(self, sampler, drop_last: bool = False) -> 'CachedFeatureLoader':
         """The same features read in the order `sampler` yields (sharding over processes)."""
-        return CachedFeatureLoader(self.features, self.labels, self.bs, False, self.device, sampler, drop_last)
+        return CachedFeatureLoader(self.features, self.labels, self.bs, False, self.device, sampler, drop_last,
+                                   self.clips_per_item)
 
     def __len__(self) -> int:
         if self.sampler is not None:
@@ -286,6 +292,7 @@ class CachedFeatureLoader:
             idx = order[start:start + self.bs]
             rows = np.sort(idx) if self.shuffle or self.sampler is not None else idx  # sorted reads of the memmap
             x = torch.from_numpy(np.ascontiguousarray(self.features[rows], dtype=np.float32))
+            x = x.view(len(rows) * self.clips_per_item, -1)     # (B, K*F) -> (B*K, F): each item's clips together
             y = torch.from_numpy(np.asarray(self.labels[rows]))
             yield x.to(self.device), y.to(self.device)
 
@@ -386,7 +393,8 @@ class PrecomputedFeatures:
                 feats, labels = main_first(lambda: self.cache.get_or_build(
                     split, lambda x: pool(body(x)), loader, len(loader.dataset), device),
                     f'building the precompute cache of the {split} set')
-                loaders[split] = CachedFeatureLoader(feats, labels, self.data.bs, split == 'train', device)
+                loaders[split] = CachedFeatureLoader(feats, labels, max(1, self.data.bs // clips_in(loader)),
+                                                     split == 'train', device, clips_per_item=clips_in(loader))
         finally:
             set_rng_state(rng)
             for m, mode in zip(modules, modes):

@@ -57,7 +57,7 @@ class PredictionMixin:
             model = getattr(self, 'swa_model', None)
             if model is None:
                 raise ValueError('no averaged weights: fit with use_swa=True first (learn.fit(..., use_swa=True))')
-        out, y = collect_outputs(model, loader, self.amp_dtype, self.gather)
+        out, y = collect_outputs(model, loader, self.amp_dtype, self.gather, self.kind)
         return to_predictions(out, self.kind).numpy(), y.numpy()
 
     def predict(self, is_test: bool = False, use_swa: bool = False) -> np.ndarray:
@@ -73,7 +73,7 @@ class PredictionMixin:
 
     def predict_dl(self, dl: Any) -> np.ndarray:
         """Predictions for any iterable of `(x, y)` batches already on the device (the whole model)."""
-        return to_predictions(collect_outputs(self.model, dl, self.amp_dtype)[0], self.kind).numpy()
+        return to_predictions(collect_outputs(self.model, dl, self.amp_dtype, kind=self.kind)[0], self.kind).numpy()
 
     def predict_array(self, arr: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
         """Predictions for an (N, C, H, W) batch (numpy or tensor), run in chunks of `data.bs`: normalized floats,

@@ -23,6 +23,7 @@ def test_star_import_is_exactly_all_and_its_modules_are_the_course_ones():
     assert modules == set(learner.COURSE_MODULES), 'the only modules exported are the ones 0.7 course code uses'
     assert (MISSION_NAMES | COURSE_NAMES) <= names
     assert namespace['plt'].__name__ == 'matplotlib.pyplot' and namespace['F'].__name__ == 'torch.nn.functional'
+    assert namespace['optim'] is namespace['torch'].optim          # opt_fn=optim.Adam, as course code types it
 
 
 def test_course_helpers_do_what_the_notebooks_expect():

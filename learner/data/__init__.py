@@ -8,11 +8,16 @@ from .external import URLs, DownloadError, download_data, untar_data
 from .images import (IMAGE_EXTENSIONS, BadImage, BadImageWarning, ImageError, check_headers, image_files, open_image,
                      verify_images)
 from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs
+from .video import ClipSampling, VideoDataset
+from .video_databunch import VideoClassifierData, VideoDataBunch
+from .video_files import verify_videos, video_files
+from .video_io import (VIDEO_EXTENSIONS, BadVideoWarning, VideoError, VideoInfo, VideoWarning, probe_video,
+                       read_frames)
 from .transforms import (AddPadding, CenterCrop, Cutout, CropType, GoogleNetResize, NoCrop, RandomBlur, RandomCrop,
                          RandomDihedral, RandomFlip, RandomLighting, RandomRotate, RandomRotateZoom, RandomScale,
                          RandomStretch, RandomZoom, Scale, Transform, Transforms, cifar_stats, image_to_tensor,
-                         imagenet_stats, inception_stats, tfms_from_model, tfms_from_stats, transforms_basic,
-                         transforms_side_on, transforms_top_down)
+                         imagenet_stats, inception_stats, kinetics_stats, tfms_from_model, tfms_from_stats,
+                         transforms_basic, transforms_side_on, transforms_top_down)
 
 __all__ = [
     # images
@@ -34,4 +39,8 @@ __all__ = [
     'ArraysDataset', 'ArraysIndexDataset', 'ArraysNhotDataset', 'DataLoader', 'ModelData', 'split_by_idx',
     # downloads
     'URLs', 'DownloadError', 'download_data', 'untar_data',
+    # video
+    'VideoDataBunch', 'VideoClassifierData', 'VideoDataset', 'ClipSampling', 'kinetics_stats', 'VIDEO_EXTENSIONS',
+    'VideoError', 'VideoWarning', 'BadVideoWarning', 'VideoInfo', 'probe_video', 'read_frames', 'verify_videos',
+    'video_files',
 ]

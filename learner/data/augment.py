@@ -104,15 +104,17 @@ def lighting(xb: torch.Tensor, b, c) -> torch.Tensor:
     """Brightness and contrast: `(x - mean) * c + mean + b`, in 0..1 units, clipped (fastai 0.7's `lighting`).
 
     Args:
-        xb: uint8 (C, H, W) or (B, C, H, W); the mean is over each whole image (all channels).
+        xb: uint8 (C, H, W) or (B, C, H, W), or (B, T, C, H, W) clips; the mean is over each whole image or clip
+            (all channels and frames).
         b: brightness shift (0.5 adds half the range); a float or a (B,) tensor.
         c: contrast factor (1 leaves it); a float or a (B,) tensor.
     """
     single = xb.dim() == 3
     xf = (xb[None] if single else xb).float()
-    b = torch.as_tensor(b, dtype=torch.float32).reshape(-1, 1, 1, 1) * 255
-    c = torch.as_tensor(c, dtype=torch.float32).reshape(-1, 1, 1, 1)
-    mean = xf.mean(dim=(1, 2, 3), keepdim=True)
+    per_item = (-1,) + (1,) * (xf.dim() - 1)   # one brightness/contrast per image, or per clip (B, C, T, H, W)
+    b = torch.as_tensor(b, dtype=torch.float32).reshape(per_item) * 255
+    c = torch.as_tensor(c, dtype=torch.float32).reshape(per_item)
+    mean = xf.mean(dim=tuple(range(1, xf.dim())), keepdim=True)
     # (x - mean) * c + mean + b as x * c + (mean * (1 - c) + b), in place: two passes over the image, not five
     out = xf.mul_(c).add_(mean * (1 - c) + b).clamp_(0, 255).round_().to(torch.uint8)
     return out[0] if single else out
@@ -318,7 +320,8 @@ class Cutout(Transform):
         self.n_holes, self.length, self.p = int(n_holes), length, p
 
     def __call__(self, x):
-        return self.batch(x[None])[0]
+        """One image (C, H, W), or a clip (T, C, H, W): the same holes in every frame."""
+        return x.masked_fill(self._holes(1, *x.shape[-2:])[0], 0)
 
     def _spans(self, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         centres = torch.randint(size, (n, self.n_holes)).double()
@@ -326,13 +329,16 @@ class Cutout(Transform):
         hi = (centres + self.length / 2).clamp(0, size).floor().long()
         return lo[..., None], hi[..., None]                                  # (B, holes, 1)
 
-    def batch(self, xb):
-        n, _, h, w = xb.shape
+    def _holes(self, n: int, h: int, w: int) -> torch.Tensor:
+        """(n, H, W) bool: the pixels to black out in each of n images."""
         apply = torch.rand(n) < self.p
         (y0, y1), (x0, x1) = self._spans(n, h), self._spans(n, w)
         rows, cols = torch.arange(h), torch.arange(w)
         in_rows = (rows >= y0) & (rows < y1)                                 # (B, holes, H)
         in_cols = (cols >= x0) & (cols < x1)                                 # (B, holes, W)
         holes = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)       # (B, H, W)
-        holes &= apply.view(-1, 1, 1)
-        return xb.masked_fill(holes[:, None], 0)
+        return holes & apply.view(-1, 1, 1)
+
+    def batch(self, xb):
+        n, _, h, w = xb.shape
+        return xb.masked_fill(self._holes(n, h, w)[:, None], 0)

@@ -14,10 +14,9 @@ from ..distributed import main_first, rank
 from .duplicates import warn_duplicates
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import BadImageWarning
-from .loaders import DeviceDataLoader, default_num_workers, get_cv_idxs, make_loader
+from .loaders import DeviceDataLoader, default_num_workers, make_loader
 from .resize_files import resize_files, resized_root
-from .sources import (check_labels_seen_in_training, drop_bad, folder_source, parse_labels, read_label_csv,
-                      refuse_bad_headers, require_two_classes, test_folder_files)
+from .sources import csv_splits, drop_bad, folder_source, refuse_bad_headers, require_two_classes, test_folder_files
 
 __all__ = ['DataBunch', 'ImageClassifierData']
 
@@ -304,40 +303,10 @@ class DataBunch:
             Others: as `from_paths`.
         """
         path = Path(path)
-        csv_path = Path(csv_fname)
-        if not csv_path.exists() and (path / csv_fname).exists():
-            csv_path = path / csv_fname
-        if not csv_path.exists():
-            raise FileNotFoundError(f'labels CSV {csv_fname} not found (also looked in {path})')
-        rows = read_label_csv(csv_path, skip_header)
-        files = []
-        for line_no, ident, _ in rows:
-            f = path / folder / f'{ident}{suffix}'
-            if not f.is_file():
-                raise FileNotFoundError(f'{csv_path} line {line_no} (id {ident!r}): file {f} does not exist; '
-                                        f'check `folder` and `suffix` (now {folder!r}, {suffix!r})')
-            files.append(f)
-        y, classes, is_multi = parse_labels(rows, continuous, cat_separator, csv_path)
-        if not continuous and not is_multi:
-            require_two_classes(classes, f'{csv_path} (column 2, the labels)', 'label rows with at least one other '
-                                'class (or pass continuous=True for numeric targets)')
-        n = len(files)
-        val_idxs = get_cv_idxs(n) if val_idxs is None else np.asarray(val_idxs, dtype=np.int64).reshape(-1)
-        if len(val_idxs) and (val_idxs.min() < 0 or val_idxs.max() >= n):
-            raise ValueError(f'val_idxs must lie in 0..{n - 1} (the {n} rows of {csv_path}), got '
-                             f'{val_idxs.min()}..{val_idxs.max()}')
-        is_val = np.zeros(n, dtype=bool)
-        is_val[val_idxs] = True
-        if not continuous:
-            check_labels_seen_in_training(y, is_val, classes, rows, csv_path)
-        trn_idx, val_idx = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]    # both in CSV row order, as 0.7
-        test = None
-        if test_name:
-            test_files = test_folder_files(path / test_name)
-            test = (test_files, np.zeros((len(test_files),) + y.shape[1:], dtype=y.dtype))
-        return cls._from_files(path, classes, ([files[i] for i in trn_idx], y[trn_idx]),
-                               ([files[i] for i in val_idx], y[val_idx]), test, bs, tfms, num_workers, skip_bad,
-                               device, is_multi=is_multi, is_reg=continuous)
+        classes, trn, val, test, is_multi = csv_splits(path, folder, csv_fname, val_idxs, suffix, test_name,
+                                                       continuous, skip_header, cat_separator)
+        return cls._from_files(path, classes, trn, val, test, bs, tfms, num_workers, skip_bad, device,
+                               is_multi=is_multi, is_reg=continuous)
 
     @classmethod
     def from_arrays(cls, path, trn, val, bs: int = 64, tfms=(None, None), classes=None,

@@ -13,7 +13,7 @@ from .datasets import collate_uint8
 from .normalize import Normalize
 
 __all__ = ['DeviceDataLoader', 'one_pass_copy', 'loader_generators', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
-           'dataloader_with_sampler']
+           'dataloader_with_sampler', 'clips_per_item']
 
 
 def default_num_workers() -> int:
@@ -84,6 +84,9 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
                 drop_single: bool = False, persistent: bool = True) -> 'DeviceDataLoader':
     """A DeviceDataLoader over `ds`; with `drop_single` the last batch is dropped only if it would hold 1 item.
 
+    `bs` counts what the model sees in one call: for a video data set whose items hold K clips each (evaluation),
+    a batch holds max(1, bs // K) items, so K x that many clips.
+
     In-memory datasets that fetch whole batches (`whole_batches = True`, e.g. `ArrayDataset`) load in the main
     process without DataLoader (`BatchLoader`) when `num_workers` is 0. Either way items come through the data
     set's `__getitems__` when it has one (uint8 for our data sets), else `ds[i]`.
@@ -93,6 +96,7 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
             now and then (TTA's augmented passes, `fix_dl`, building a cache) start theirs per pass, so idle
             workers never pile up.
     """
+    bs = max(1, bs // clips_per_item(ds))
     drop_last = drop_single and lone_last_batch(len(ds), bs)
     pin = torch.device(device).type == 'cuda'
     if num_workers == 0 and getattr(ds, 'whole_batches', False) and callable(getattr(ds, '__getitems__', None)):
@@ -100,6 +104,11 @@ def make_loader(ds, bs: int, shuffle: bool, num_workers: int, device: torch.devi
     dl = DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
                     collate_fn=collate_uint8, persistent_workers=persistent and num_workers > 0, pin_memory=pin)
     return DeviceDataLoader(dl, device)
+
+
+def clips_per_item(ds: Any) -> int:
+    """Clips each item of a data set holds (video evaluation sets: K clips per video); 1 for everything else."""
+    return int(getattr(ds, 'clips_per_item', 1) or 1)
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
@@ -194,6 +203,12 @@ class DeviceDataLoader:
     @property
     def batch_size(self) -> int:
         return self.dl.batch_size
+
+    @property
+    def clips_per_item(self) -> int:
+        """Consecutive rows of a batch that belong to one item (K clips of a video); the loop averages their
+        predictions. 1 for images."""
+        return clips_per_item(self.dl.dataset)
 
     def __len__(self) -> int:
         return len(self.dl)

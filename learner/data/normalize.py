@@ -14,7 +14,8 @@ __all__ = ['Normalize']
 
 
 class Normalize:
-    """`(x / 255 - mean) / std` for uint8 (C, H, W) or (B, C, H, W) images, folded into one multiply and one add.
+    """`(x / 255 - mean) / std` for uint8 (C, H, W) or (B, C, H, W) images, or (B, C, T, H, W) video clips, folded
+    into one multiply and one add.
 
     Args:
         stats: (mean, std), one value per channel in 0..1 units; None means (0, 1): pixels only scaled to [0, 1].
@@ -53,12 +54,15 @@ class Normalize:
         if x.dtype != torch.uint8:
             return x
         scale, bias = self._scale_bias(x.device)
+        if x.dim() == 5:  # (B, C, T, H, W) clips: the channels are 4th from the end
+            scale, bias = scale.unsqueeze(-1), bias.unsqueeze(-1)
         # Convert first, then scale in place: a promoting uint8 * float32 multiply is up to 15x slower on one
         # CPU thread (torch 2.14), and the in-place ops allocate nothing more.
         return x.to(torch.float32).mul_(scale).add_(bias)
 
     def denorm(self, x: Any) -> np.ndarray:
-        """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) floats in [0, 1].
+        """A normalized (B, C, H, W) or (C, H, W) batch (tensor or numpy) -> (B, H, W, C) floats in [0, 1]; clips
+        (B, C, T, H, W) -> (B, T, H, W, C).
 
         uint8 pixels (what the transforms give, `val_tfms(open_image(f))`) are not normalized yet: they are only
         scaled to [0, 1], so `data.val_ds.denorm(val_tfms(open_image(f))[None])` shows the image, as in fastai 0.7

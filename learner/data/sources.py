@@ -5,22 +5,27 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .images import ImageError, check_headers, image_files, verify_images
 
 __all__ = ['folder_source', 'test_folder_files', 'read_label_csv', 'parse_labels',
-           'check_labels_seen_in_training', 'require_two_classes', 'refuse_bad_headers', 'drop_bad']
+           'check_labels_seen_in_training', 'require_two_classes', 'refuse_bad_headers', 'drop_bad', 'csv_splits']
 
 
 def subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
 
 
-def folder_source(folder: Path, classes: Sequence[str] | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
-    """ImageNet layout folder/<class>/<images> -> (files, class indices, classes)."""
+def folder_source(folder: Path, classes: Sequence[str] | None = None, lister: Callable = image_files,
+                  what: str = 'images (looked for .jpg, .png, ...)') -> tuple[list[Path], np.ndarray, list[str]]:
+    """ImageNet layout folder/<class>/<images> -> (files, class indices, classes).
+
+    `lister(class folder)` lists the items of a class (default: image files; videos use `video_files`), and `what`
+    names them in messages.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f'no folder {folder}: expected an ImageNet-style tree {folder}/<class>/<images>')
     dirs = subdirs(folder)
@@ -36,10 +41,9 @@ def folder_source(folder: Path, classes: Sequence[str] | None = None) -> tuple[l
                              f'classes {list(classes)}; rename or remove them')
     files, labels = [], []
     for d in dirs:
-        found = image_files(d)
+        found = lister(d)
         if not found:
-            raise ValueError(f'class folder {d} holds no images (looked for .jpg, .png, ...); add images or '
-                             f'remove the folder')
+            raise ValueError(f'class folder {d} holds no {what}; add some or remove the folder')
         files += found
         labels += [list(classes).index(d.name)] * len(found)
     return files, np.array(labels, dtype=np.int64), list(classes)
@@ -111,12 +115,13 @@ def require_two_classes(classes: Sequence, where: str, what_to_add: str) -> None
         raise ValueError(f'{where} gives {found}: a classifier needs at least 2 classes; {what_to_add}')
 
 
-def test_folder_files(folder: Path) -> list[Path]:
+def test_folder_files(folder: Path, lister: Optional[Callable] = None, what: str = 'images') -> list[Path]:
+    """The items of an unlabelled test folder: its images (also in sub-folders), or what `lister` lists."""
     if not folder.is_dir():
         raise FileNotFoundError(f'no test folder {folder}: pass test_name=None or create it')
-    files = image_files(folder) or image_files(folder, recurse=True)
+    files = lister(folder) if lister is not None else (image_files(folder) or image_files(folder, recurse=True))
     if not files:
-        raise ValueError(f'test folder {folder} holds no images')
+        raise ValueError(f'test folder {folder} holds no {what}')
     return files
 
 
@@ -138,3 +143,48 @@ def parse_labels(rows, continuous: bool, sep: str, csv_path: Path) -> tuple[np.n
             y[r, [index[s] for s in parts]] = 1.0
         return y, classes, True
     return np.array([index[parts[0]] for parts in split], dtype=np.int64), classes, False
+
+
+def csv_splits(path: Path, folder: str, csv_fname, val_idxs, suffix: str, test_name: Optional[str], continuous: bool,
+               skip_header: bool, cat_separator: str, test_lister: Optional[Callable] = None,
+               what: str = 'file') -> tuple:
+    """A labels CSV (Kaggle style: `id,labels`, item = path/folder/(id + suffix)) split into training and validation
+    rows (`val_idxs`, default `get_cv_idxs(n)`), both in CSV row order as in fastai 0.7, plus an optional test folder.
+
+    Returns:
+        (classes, (train items, y), (valid items, y), (test items, zeros) or None, is_multi).
+    """
+    from .loaders import get_cv_idxs
+    csv_path = Path(csv_fname)
+    if not csv_path.exists() and (path / csv_fname).exists():
+        csv_path = path / csv_fname
+    if not csv_path.exists():
+        raise FileNotFoundError(f'labels CSV {csv_fname} not found (also looked in {path})')
+    rows = read_label_csv(csv_path, skip_header)
+    files = []
+    for line_no, ident, _ in rows:
+        f = path / folder / f'{ident}{suffix}'
+        if not (f.is_file() if what == 'file' else f.exists()):
+            raise FileNotFoundError(f'{csv_path} line {line_no} (id {ident!r}): {what} {f} does not exist; '
+                                    f'check `folder` and `suffix` (now {folder!r}, {suffix!r})')
+        files.append(f)
+    y, classes, is_multi = parse_labels(rows, continuous, cat_separator, csv_path)
+    if not continuous and not is_multi:
+        require_two_classes(classes, f'{csv_path} (column 2, the labels)', 'label rows with at least one other '
+                            'class (or pass continuous=True for numeric targets)')
+    n = len(files)
+    val_idxs = get_cv_idxs(n) if val_idxs is None else np.asarray(val_idxs, dtype=np.int64).reshape(-1)
+    if len(val_idxs) and (val_idxs.min() < 0 or val_idxs.max() >= n):
+        raise ValueError(f'val_idxs must lie in 0..{n - 1} (the {n} rows of {csv_path}), got '
+                         f'{val_idxs.min()}..{val_idxs.max()}')
+    is_val = np.zeros(n, dtype=bool)
+    is_val[val_idxs] = True
+    if not continuous:
+        check_labels_seen_in_training(y, is_val, classes, rows, csv_path)
+    trn_idx, val_idx = np.nonzero(~is_val)[0], np.nonzero(is_val)[0]    # both in CSV row order, as 0.7
+    test = None
+    if test_name:
+        test_files = test_folder_files(path / test_name, test_lister)
+        test = (test_files, np.zeros((len(test_files),) + y.shape[1:], dtype=y.dtype))
+    return (classes, ([files[i] for i in trn_idx], y[trn_idx]), ([files[i] for i in val_idx], y[val_idx]), test,
+            is_multi)

@@ -27,12 +27,14 @@ __all__ = ['CropType', 'Transform', 'Scale', 'RandomScale', 'AddPadding', 'Rando
            'GoogleNetResize', 'RandomRotate', 'RandomLighting', 'RandomFlip', 'RandomDihedral', 'RandomZoom',
            'RandomStretch', 'RandomRotateZoom', 'RandomBlur', 'Cutout', 'Transforms', 'transforms_basic',
            'transforms_side_on', 'transforms_top_down', 'imagenet_stats', 'inception_stats', 'cifar_stats',
-           'tfms_from_stats', 'tfms_from_model', 'image_to_tensor']
+           'kinetics_stats', 'tfms_from_stats', 'tfms_from_model', 'image_to_tensor']
 
 
 imagenet_stats = (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
 inception_stats = (np.array([0.5, 0.5, 0.5]), np.array([0.5, 0.5, 0.5]))
 cifar_stats = (np.array([0.4914, 0.48216, 0.44653]), np.array([0.24703, 0.24349, 0.26159]))
+#: Kinetics-400's (torchvision's video weights were trained with them), in 0..1 units.
+kinetics_stats = (np.array([0.43216, 0.394666, 0.37645]), np.array([0.22803, 0.22145, 0.216989]))
 
 
 class CropType(IntEnum):
@@ -203,8 +205,11 @@ def _stats_of(arch) -> tuple:
     try:
         spec = get_backbone(arch)
     except (KeyError, ValueError, TypeError, LookupError):
-        # Not a registered backbone (e.g. a user's own nn.Module class): torchvision-style ImageNet stats.
+        # Not a registered backbone (e.g. a user's own nn.Module class): torchvision-style ImageNet stats, or the
+        # Kinetics ones for the seed's video network.
         name = getattr(arch, '__name__', str(arch))
+        if name == 'C3D_BN':
+            return kinetics_stats
         return inception_stats if name in ('inception_4', 'inceptionresnet_2') else imagenet_stats
     if getattr(spec, 'stats', None) is None:
         return imagenet_stats

@@ -40,7 +40,7 @@ from . import efficientnet_lite
 
 __all__ = ['BackboneSpec', 'PretrainedWeightsMissing', 'register_backbone', 'get_backbone', 'build_pretrained', 'create_body',
            'body_groups', 'num_features', 'split_by_stride', 'registered_backbones', 'weights_folder',
-           'IMAGENET_STATS']
+           'IMAGENET_STATS', 'is_video_body']
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 DOWNLOAD_TIMEOUT_S = 20  # bound on a stalled connection while looking for weights (no network must fail fast)
@@ -232,8 +232,18 @@ def body_groups(spec: Union[str, Callable, BackboneSpec], body: nn.Module) -> li
     return [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in groups]
 
 
+PROBE_FRAMES = 4  # frames of the dummy clip a video body is probed with: (1, 3, 4, size, size)
+
+
+def is_video_body(body: nn.Module) -> bool:
+    """True when the body's first convolution is 3D: it takes (B, 3, T, H, W) clips."""
+    first = next((m for m in body.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+    return isinstance(first, nn.Conv3d)
+
+
 def _probe(body: nn.Module, size: int = PROBE_SIZE) -> list[torch.Tensor]:
-    """Run a (1, 3, size, size) dummy input through each top-level child, in eval mode; return each output."""
+    """Run a (1, 3, size, size) dummy input ((1, 3, 4, size, size) for a 3D body) through each top-level child, in
+    eval mode; return each output."""
     param = next(body.parameters(), None)
     device = param.device if param is not None else torch.device('cpu')
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -242,7 +252,8 @@ def _probe(body: nn.Module, size: int = PROBE_SIZE) -> list[torch.Tensor]:
     outputs = []
     try:
         with torch.no_grad():
-            x = torch.zeros(1, 3, size, size, device=device, dtype=dtype)
+            shape = (1, 3, PROBE_FRAMES, size, size) if is_video_body(body) else (1, 3, size, size)
+            x = torch.zeros(shape, device=device, dtype=dtype)
             for child in body.children():
                 x = child(x)
                 outputs.append(x)
@@ -261,7 +272,7 @@ def split_by_stride(body: nn.Module, stride: int = 8) -> list[nn.Sequential]:
         raise ValueError(f'cannot split a body with {len(children)} top-level children into 2 layer groups: '
                          'give the BackboneSpec a split function')
     outputs = _probe(body)
-    n_early = sum(1 for out in outputs if out.dim() == 4 and out.shape[-1] * stride >= PROBE_SIZE)
+    n_early = sum(1 for out in outputs if out.dim() in (4, 5) and out.shape[-1] * stride >= PROBE_SIZE)
     n_early = min(max(n_early, 1), len(children) - 1)
     return [nn.Sequential(*children[:n_early]), nn.Sequential(*children[n_early:])]
 

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-__all__ = ['AdaptiveConcatPool2d', 'Flatten', 'Lambda', 'create_head', 'HEAD_POOL_LAYERS']
+__all__ = ['AdaptiveConcatPool2d', 'AdaptiveConcatPool3d', 'Flatten', 'Lambda', 'create_head', 'HEAD_POOL_LAYERS']
 
 HEAD_POOL_LAYERS = 2  # head[:2] = pool + flatten: what precompute runs once; head[2:] trains on its output
 
@@ -32,6 +32,18 @@ class AdaptiveConcatPool2d(nn.Module):
         super().__init__()
         self.max_pool = nn.AdaptiveMaxPool2d(size)
         self.avg_pool = nn.AdaptiveAvgPool2d(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.max_pool(x), self.avg_pool(x)], dim=1)
+
+
+class AdaptiveConcatPool3d(nn.Module):
+    """The same over time too, for video bodies: (B, C, T, H, W) -> (B, 2C, size, size, size), max first."""
+
+    def __init__(self, size: int = 1):
+        super().__init__()
+        self.max_pool = nn.AdaptiveMaxPool3d(size)
+        self.avg_pool = nn.AdaptiveAvgPool3d(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.max_pool(x), self.avg_pool(x)], dim=1)
@@ -75,7 +87,7 @@ def _dropouts(ps: Union[float, Sequence[float], None], n_xtra: int) -> list[floa
 
 
 def create_head(n_features: int, c: int, xtra_fc: Optional[Sequence[int]] = None,
-                ps: Union[float, Sequence[float], None] = None) -> nn.Sequential:
+                ps: Union[float, Sequence[float], None] = None, video: bool = False) -> nn.Sequential:
     """The 0.7 head for a body whose output has `n_features` channels; outputs `c` logits.
 
     Args:
@@ -84,12 +96,13 @@ def create_head(n_features: int, c: int, xtra_fc: Optional[Sequence[int]] = None
         xtra_fc: sizes of the hidden linear layers; default [512]; [] for a single linear layer.
         ps: dropout before each linear layer; default [0.25] * len(xtra_fc) + [0.5] (= [0.25, 0.5]); a float
             is used for every layer; a list must have len(xtra_fc) + 1 entries.
+        video: the body outputs (B, C, T, H, W) video features: pool over time too (`AdaptiveConcatPool3d`).
     """
     if n_features < 1 or c < 1:
         raise ValueError(f'create_head needs n_features >= 1 and c >= 1, got n_features={n_features}, c={c}')
     xtra_fc = [512] if xtra_fc is None else [int(n) for n in xtra_fc]
     ps = _dropouts(ps, len(xtra_fc))
-    layers: list[nn.Module] = [AdaptiveConcatPool2d(), Flatten()]
+    layers: list[nn.Module] = [AdaptiveConcatPool3d() if video else AdaptiveConcatPool2d(), Flatten()]
     n_in = 2 * n_features
     for n_out, p in zip(xtra_fc, ps):
         layers += [nn.BatchNorm1d(n_in), nn.Dropout(p), nn.Linear(n_in, n_out), nn.ReLU(inplace=True)]

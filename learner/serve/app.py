@@ -319,7 +319,8 @@ def create_app(model: Union[str, Path, Any], config: Optional[ServeConfig] = Non
     if isinstance(model, (str, Path)):
         from ..export import load_learner
         model = load_learner(model)
-    service = PredictionService(model, config)
+    from .video import service_for  # a video export answers video uploads (serve/video.py)
+    service = service_for(model, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
