@@ -305,3 +305,8 @@ def test_worker_processes_stay_bounded_after_fit_tta_and_fix_dl(make_data, tmp_p
     alive = len(multiprocessing.active_children()) - before
     assert alive <= 4, f'{alive} worker processes alive: only trn_dl and val_dl (2 workers each) keep theirs'
     assert data.loader('valid') is data.val_dl
+    data.close()      # a service that trains many times ends them when done with a DataBunch (the studio's worker)
+    assert len(multiprocessing.active_children()) == before
+    learn.fit(0.01, 1)                          # and the loaders still work: new workers for the next pass
+    assert len(multiprocessing.active_children()) > before
+    data.close()

@@ -235,6 +235,9 @@ def test_the_whole_loop_in_process(api, studio):
     body = answer.json()
     assert body['published_name'] == 'colours-v1' and body['predictions'][0]['tag'] == 'red'
     assert api.post(f'/projects/{project_id}/train', headers=predict_headers, json={}).status_code == 401
+    two = [('file', ('a.jpg', jpeg_bytes(color_image('red', 501)), 'image/jpeg'))] * 2
+    refused = api.post(f'/projects/{project_id}/predict', headers=predict_headers, files=two)
+    assert refused.status_code == 400 and 'one image per request' in refused.json()['detail']   # no route to invent
     quick = api.post(f'/projects/{project_id}/quicktest', content=png_bytes(color_image('blue', 502))).json()
     assert quick['predictions'][0]['tag'] == 'blue'
     stored = api.get(f'/projects/{project_id}/predictions').json()

@@ -119,6 +119,18 @@ def _import(args, folder):
                           capture_output=True, text=True, env=_environment(), cwd=REPO, timeout=300)
 
 
+def test_the_studio_folder_and_database_count_before_or_after_the_command():
+    """`learner studio --dir X import ...` reads X (a command's own default must not replace it), and so does
+    `learner studio import ... --dir X`."""
+    from learner.cli import build_parser
+    parser = build_parser()
+    before = parser.parse_args(['studio', '--dir', '/x', '--db', 'sqlite:///y.db', 'import', 'photos', 'p'])
+    after = parser.parse_args(['studio', 'import', 'photos', 'p', '--dir', '/x'])
+    neither = parser.parse_args(['studio', 'worker'])
+    assert (before.dir, before.db, after.dir, after.db) == ('/x', 'sqlite:///y.db', '/x', None)
+    assert (neither.dir, neither.db) == ('studio', None)
+
+
 def test_import_a_folder_of_classes_then_a_labels_csv(tmp_path):
     root = make_color_folders(tmp_path / 'colours', n_train=5, n_valid=2)   # train/ and valid/ are merged
     folder = tmp_path / 'studio'

@@ -118,6 +118,20 @@ def test_unknown_project_and_tag_are_named(store, tmp_path):
         Ingestor(store, blobs, 999)
 
 
+def test_an_id_is_never_given_twice(store):
+    """SQLite hands a deleted row's id (the highest) to the next row unless told not to: a script (or a model cache)
+    still holding project 1 would then act on someone else's project."""
+    with store.write() as conn:
+        first = catalog.create_project(conn, 'first', size=32)
+        tag = catalog.create_tag(conn, first['id'], 'a')
+    with store.write() as conn:
+        catalog.delete_project(conn, first['id'])
+    with store.write() as conn:
+        second = catalog.create_project(conn, 'second', size=32)
+        other_tag = catalog.create_tag(conn, second['id'], 'a')
+    assert second['id'] != first['id'] and other_tag['id'] != tag['id']
+
+
 def test_training_is_refused_with_what_to_add(store, tmp_path):
     project, blobs = _project_with_images(store, tmp_path, per_tag=3, tags=('red', 'green'))
     with pytest.raises(Invalid, match=r"'green' has 3 \(add 2\).*'red' has 3 \(add 2\)"):
@@ -130,6 +144,26 @@ def test_training_is_refused_with_what_to_add(store, tmp_path):
         ingestor.add(f'{i}.png', png_bytes(color_image('red', 500 + i)))
     with pytest.raises(Invalid, match='at least 2 tags'):
         queue.queue_job(store, lonely['id'])
+
+
+_BAD_TRAININGS = [
+    ('quick', None, {'valid_pct': 'abc'}, 'valid_pct'), ('quick', None, {'valid_pct': None}, 'valid_pct'),
+    ('quick', None, {'valid_pct': 1.0}, 'valid_pct'), ('quick', None, {'bs': 'abc'}, 'bs'),
+    ('quick', None, {'epochs': -3}, 'epochs'), ('quick', None, {'epochs': 2.5}, 'epochs'),
+    ('quick', None, {'lr': float('nan')}, 'lr'), ('quick', None, {'num_workers': True}, 'num_workers'),
+    ('quick', None, {'seed': -1}, 'seed'), ('quick', None, ['bs'], 'options'), ('quick', -5, None, 'budget_minutes'),
+    ('advanced', -5, None, 'budget_minutes'), ('advanced', 'ten', None, 'budget_minutes'),
+    ('advanced', None, None, 'budget_minutes')]
+
+
+def test_bad_training_options_are_refused_when_queued_naming_the_option(store, tmp_path):
+    """Refused at once (a 422 over HTTP), never accepted and then failed by the worker with a raw Python error."""
+    project, _ = _project_with_images(store, tmp_path, per_tag=5, tags=('red', 'green'))
+    for mode, budget, options, named in _BAD_TRAININGS:
+        with pytest.raises(Invalid, match=named):
+            queue.queue_job(store, project['id'], mode, budget, options)
+    job = queue.queue_job(store, project['id'], 'quick', None, {'bs': 8, 'epochs': 2, 'lr': 0.01})
+    assert job['options']['bs'] == 8 and job['status'] == 'queued'   # good ones still go through
 
 
 def test_one_active_job_per_project_even_when_requests_race(store, tmp_path):

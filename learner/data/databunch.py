@@ -14,7 +14,7 @@ from ..distributed import main_first, rank
 from .duplicates import warn_duplicates
 from .datasets import ArrayDataset, BaseDataset, FilesDataset
 from .images import BadImageWarning
-from .loaders import DeviceDataLoader, default_num_workers, make_loader
+from .loaders import DeviceDataLoader, default_num_workers, make_loader, stop_workers
 from .resize_files import resize_files, resized_root
 from .sources import csv_splits, drop_bad, folder_source, refuse_bad_headers, require_two_classes, test_folder_files
 
@@ -84,6 +84,13 @@ class DataBunch:
         if ds is None:
             raise ValueError('this DataBunch has no test set: pass test_name=... (or test=...) to build one')
         return ds
+
+    def close(self) -> None:
+        """End the worker processes every loader of this DataBunch keeps alive (they start again on the next pass).
+        A program that builds many DataBunches (a training service) calls it when done with one."""
+        for dl in [self.trn_dl, self.val_dl, self.test_dl, *self._loaders.values()]:
+            if dl is not None:
+                stop_workers(dl)
 
     def to(self, device) -> 'DataBunch':
         """Send every loader's batches to `device`; returns self."""

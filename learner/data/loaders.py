@@ -12,7 +12,7 @@ from ..core import default_device, lone_last_batch
 from .datasets import collate_uint8
 from .normalize import Normalize
 
-__all__ = ['DeviceDataLoader', 'one_pass_copy', 'loader_generators', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
+__all__ = ['DeviceDataLoader', 'one_pass_copy', 'stop_workers', 'loader_generators', 'BatchLoader', 'default_num_workers', 'make_loader', 'get_cv_idxs',
            'dataloader_with_sampler', 'clips_per_item']
 
 
@@ -150,6 +150,22 @@ def one_pass_copy(loader: Any) -> Any:
     out = DeviceDataLoader(copy, loader.device)
     out.normalize = loader.normalize
     return out
+
+
+def stop_workers(loader: Any) -> None:
+    """End the worker processes a loader keeps between passes (persistent workers); its next pass starts new ones.
+
+    Why: they live as long as the loader, and a loader in a reference cycle (a Learner and its callbacks) lives until
+    the garbage collector runs, so a long-lived process that trains many times (the studio's worker) piles them up.
+    """
+    inner = loader if isinstance(loader, DataLoader) else getattr(loader, 'dl', None)
+    iterator = getattr(inner, '_iterator', None) if isinstance(inner, DataLoader) else None
+    if iterator is None:
+        return
+    inner._iterator = None
+    shutdown = getattr(iterator, '_shutdown_workers', None)   # torch's multi-process iterator; none with 0 workers
+    if shutdown is not None:
+        shutdown()
 
 
 def dataloader_with_sampler(dl: DataLoader, sampler, drop_last: bool) -> DataLoader:

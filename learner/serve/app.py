@@ -203,17 +203,17 @@ def _ranked(probs: np.ndarray, classes: List[str], top_k: Optional[int], thresho
     return rows[:top_k] if top_k else rows
 
 
-async def read_images(request: Request, max_files: int) -> List[Tuple[str, bytes]]:
-    """(name, bytes) of each image in the request: the multipart file parts, or the raw body as one image."""
+async def read_images(request: Request, max_files: int, too_many: Optional[str] = None) -> List[Tuple[str, bytes]]:
+    """(name, bytes) of each image in the request: the multipart file parts, or the raw body as one image.
+    `too_many`: what to tell a client that sent more than `max_files` (default: this service's batch route)."""
     if request.headers.get('content-type', '').startswith('multipart/form-data'):
         try:
             form = await request.form(max_files=max_files, max_fields=100)
         except StarletteHTTPException as err:  # Starlette's own, raised for malformed or oversized forms
             if 'Too many files' not in str(err.detail):
                 raise
-            raise HTTPException(400, f'more than {max_files} image(s) in one request: '
-                                     + ('use /predict/batch for several' if max_files == 1 else
-                                        'send several requests')) from err
+            hint = too_many or ('use /predict/batch for several' if max_files == 1 else 'send several requests')
+            raise HTTPException(400, f'more than {max_files} image(s) in one request: {hint}') from err
         parts = [(value.filename or key, await value.read()) for key, value in form.multi_items()
                  if isinstance(value, UploadFile)]
         await form.close()

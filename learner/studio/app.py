@@ -300,7 +300,8 @@ def create_app(studio: Any) -> FastAPI:
     # ------------------------------------------------------------------------------------------- predictions
     async def _classify(request: Request, iteration: dict) -> tuple:
         service = await studio.models.get(iteration)
-        (name, data), = await read_images(request, 1)
+        (name, data), = await read_images(request, 1, 'send one image per request (they are answered together '
+                                                      'when they arrive together)')
         # the prediction service's own decoding: its threads, its pixel limits, the model's input size
         prepared = await asyncio.get_running_loop().run_in_executor(service.decoder, service.decode_all,
                                                                     [(name, data)])

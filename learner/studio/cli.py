@@ -15,11 +15,15 @@ __all__ = ['add_parser', 'run']
 _COMMANDS = ('import', 'train', 'worker', 'keys')
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--dir', default='studio', help='the studio folder: images, exports and (by default) the '
-                        'SQLite database (default: ./studio)')
-    parser.add_argument('--db', default=None, help='database URL, e.g. postgresql://user@host/studio for a team '
-                        '(default: DIR/studio.db, SQLite)')
+def _common(parser: argparse.ArgumentParser, command: bool = False) -> None:
+    """--dir and --db, on `learner studio` and again on each command: a command's own default would override what
+    was given before the command (`learner studio --dir X import ...`), so there it only counts when given."""
+    parser.add_argument('--dir', default=argparse.SUPPRESS if command else 'studio',
+                        help='the studio folder: images, exports and (by default) the SQLite database '
+                        '(default: ./studio)')
+    parser.add_argument('--db', default=argparse.SUPPRESS if command else None,
+                        help='database URL, e.g. postgresql://user@host/studio for a team (default: DIR/studio.db, '
+                        'SQLite)')
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -46,7 +50,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      'space-separated tags; a header line is skipped)')
     imp.add_argument('--multi-label', action='store_true', help='create the project as multi-label')
     imp.add_argument('--size', type=int, default=224, help='image size of a created project (default: 224)')
-    _common(imp)
+    _common(imp, command=True)
     train = commands.add_parser('train', help="queue a training job for a project (the studio's workers run it)")
     train.add_argument('project', help='project name (or id)')
     train.add_argument('--budget-minutes', type=float, default=None, help='an advanced training within this many '
@@ -55,13 +59,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        '(torchrun, DistributedDataParallel; default: 1)')
     train.add_argument('--epochs', type=int, default=None, help='epochs of the head (default: the recipe\'s)')
     train.add_argument('--wait', action='store_true', help='follow the job until it ends (a worker must be running)')
-    _common(train)
+    _common(train, command=True)
     worker = commands.add_parser('worker', help='run training jobs for a studio (on this or another machine '
                                  'sharing its folder and database)')
-    _common(worker)
+    _common(worker, command=True)
     worker.add_argument('--once', action='store_true', help='exit when no job is queued')
     keys = commands.add_parser('keys', help='make new training and prediction keys (the old ones stop working)')
-    _common(keys)
+    _common(keys, command=True)
     keys.add_argument('--reset', action='store_true', required=True, help='replace both keys and print them')
     return studio
 

@@ -229,15 +229,27 @@ def train_job(spec: dict, store: Optional[Store], dirs: StudioDirs, blobs: BlobS
     Raises:
         JobCancelled: a cancel was seen (by any process, under torchrun: all raise it together).
     """
-    from ..persistence import safe_torch_load
-    from .iterations import _JobGone, record_iteration
-    from .trainer import JobCancelled, build_data, cancel_agreed, train_advanced, train_quick
+    from .trainer import build_data
     from .. import distributed
     job, project, items = spec['job'], spec['project'], spec['items']
     classes = sorted(label_counts(items))
     options = job['options']
     data = build_data(items, blobs.path, classes, project['multi_label'], project['backbone'], project['size'],
                       options.get('bs') or 32, workdir, options.get('num_workers'), distributed.world_size())
+    try:
+        _train_export_record(spec, store, blobs, dirs, reporter, data)
+    finally:
+        data.close()   # the worker trains job after job: its loaders' worker processes end with each job
+
+
+def _train_export_record(spec: dict, store, blobs, dirs, reporter, data) -> None:
+    from ..persistence import safe_torch_load
+    from .iterations import _JobGone, record_iteration
+    from .trainer import JobCancelled, cancel_agreed, train_advanced, train_quick
+    from .. import distributed
+    job, project, items = spec['job'], spec['project'], spec['items']
+    classes = sorted(label_counts(items))
+    options = job['options']
     if job['mode'] == 'quick':
         learn, history = train_quick(data, project['backbone'], options, reporter, dirs.cache)
     else:

@@ -33,7 +33,7 @@ __all__ = ['PublishedModels', 'published', 'uncertainty', 'store_prediction', 'l
 
 
 class PublishedModels:
-    """Loaded models by iteration id (at most `max_models`, least recently used dropped), one load at a time each.
+    """Loaded models by iteration export (at most `max_models`, least recently used dropped), one load at a time each.
 
     Args:
         exports_dir: where iteration exports live.
@@ -43,12 +43,13 @@ class PublishedModels:
 
     def __init__(self, exports_dir: Path, config: ServeConfig, max_models: int = 4):
         self.exports_dir, self.config, self.max_models = Path(exports_dir), config, max_models
-        self._services: "collections.OrderedDict[int, PredictionService]" = collections.OrderedDict()
-        self._locks: Dict[int, asyncio.Lock] = {}
+        self._services: "collections.OrderedDict[str, PredictionService]" = collections.OrderedDict()
+        self._locks: Dict[str, asyncio.Lock] = {}
 
     async def get(self, iteration: dict) -> PredictionService:
-        """The iteration's loaded model (loading it the first time, off the event loop)."""
-        key = int(iteration['id'])
+        """The iteration's loaded model (loading it the first time, off the event loop). Keyed by its export file (a
+        name made once, with a random part), never by an id a database could hand out again."""
+        key = str(iteration['export_file'])
         service = self._services.get(key)
         if service is not None:
             self._services.move_to_end(key)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import socket
 import os
+import socket
 import time
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional
@@ -111,20 +111,55 @@ def check_n_procs(value, max_procs: Optional[int] = None) -> int:
     return value
 
 
+def _number(name: str, value, low: float, high: float, integer: bool = False, low_open: bool = False,
+            high_open: bool = False, why: str = ''):
+    """`value` as an int or float within [low, high] (open ends where asked), or Invalid naming `name`."""
+    kind = 'a whole number' if integer else 'a number'
+    bounds = f'{"above" if low_open else "from"} {low:g} {"and below" if high_open else "to"} {high:g}'
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        raise Invalid(f'{name} must be {kind} {bounds}, got {value!r}' + (f': {why}' if why else ''))
+    return int(value) if integer else float(value)
+
+
+#: The training options a job may set: (smallest, largest, whole number); None keeps the recipe's choice.
+_OPTION_RANGES = {'epochs': (1, 1000, True), 'bs': (1, 4096, True), 'seed': (0, 2 ** 63 - 1, True),
+                  'lr': (1e-8, 10.0, False), 'num_workers': (0, 64, True)}
+
+
+def check_options(options: Optional[dict]) -> dict:
+    """The job's options merged over DEFAULT_OPTIONS, each checked (Invalid names the first wrong one), so that a bad
+    value is refused when queued, never found by the worker minutes later."""
+    if options is not None and not isinstance(options, dict):
+        raise Invalid(f'options must be an object of training options, got {options!r}')
+    unknown = set(options or {}) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise Invalid(f'unknown training option(s) {sorted(unknown)}: known are {sorted(DEFAULT_OPTIONS)}')
+    merged = {**DEFAULT_OPTIONS, **(options or {})}
+    for name, (low, high, integer) in _OPTION_RANGES.items():
+        if merged[name] is not None:
+            merged[name] = _number(name, merged[name], low, high, integer)
+    merged['valid_pct'] = _number('valid_pct', merged['valid_pct'], 0, 1, low_open=True, high_open=True,
+                                  why='the share of each tag held out for validation')
+    return merged
+
+
 def queue_job(store: Store, project_id: int, mode: str = 'quick', budget_minutes: Optional[float] = None,
               options: Optional[dict] = None, max_procs: Optional[int] = None) -> dict:
     """Queue a training job with its snapshot; Conflict if the project already has one queued or running.
     `max_procs`: the most processes a job may ask for (default: what this machine runs)."""
     if mode not in MODES:
         raise Invalid(f'mode must be one of {MODES}, got {mode!r}')
-    if mode == 'advanced' and (budget_minutes is None or not 0 < float(budget_minutes) <= 24 * 60):
-        raise Invalid('an advanced training needs budget_minutes between 0 and 1440 (the time it may take)')
-    unknown = set(options or {}) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise Invalid(f'unknown training option(s) {sorted(unknown)}: known are {sorted(DEFAULT_OPTIONS)}')
-    merged = {**DEFAULT_OPTIONS, **(options or {})}
-    if not 0 < float(merged['valid_pct']) < 1:
-        raise Invalid(f'valid_pct must be between 0 and 1, got {merged["valid_pct"]}')
+    if mode == 'advanced':
+        budget_minutes = _number('budget_minutes', budget_minutes, 0, 24 * 60, low_open=True,
+                                 why='an advanced training needs the time it may take')
+    elif budget_minutes is not None:
+        raise Invalid(f'budget_minutes ({budget_minutes!r}) is for an advanced training: a quick one takes none')
+    merged = check_options(options)
     n_procs = check_n_procs(merged['n_procs'], max_procs)
     try:
         with store.write() as conn:

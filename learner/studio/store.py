@@ -143,6 +143,13 @@ predictions = sa.Table(
     sa.Index('predictions_by_uncertainty', 'project_id', 'uncertainty'))
 
 
+# An id is never given twice, on SQLite as on PostgreSQL (whose sequences never go back): SQLite otherwise hands a
+# deleted row's id (the highest) to the next row, and a client still holding it (a script's project id, a cached model
+# keyed by iteration) would act on someone else's row.
+for _table in (projects, tags, images, jobs, iterations, predictions):
+    _table.dialect_options['sqlite']['autoincrement'] = True
+
+
 # ------------------------------------------------------------------------------------------------- migrations
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
