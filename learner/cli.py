@@ -191,10 +191,27 @@ def predict(args: argparse.Namespace) -> None:
     """Print the top classes of each image for an exported model."""
     from .export import load_learner
     inference = load_learner(args.model)
+    _check_kinds(inference, args.model, args.images)
     probs = inference.predict_probs(args.images)
     for image, p in zip(args.images, probs):
         top = np.argsort(-p)[:args.top]
         print(f'{image}: ' + ', '.join(f'{inference.classes[i]} {p[i]:.3f}' for i in top))
+
+
+def _check_kinds(inference, model: str, paths: Sequence[str]) -> None:
+    """Refuse an image given to a video model, or a video to an image model, saying which is which."""
+    from .data.images import IMAGE_EXTENSIONS
+    from .data.video_io import VIDEO_EXTENSIONS
+    video_model = bool(getattr(inference, 'meta', {}).get('video'))
+    for path in paths:
+        suffix = Path(path).suffix.lower()
+        if video_model and suffix in IMAGE_EXTENSIONS:
+            raise SystemExit(f'{path} is an image, and {model} classifies videos: give it video files (.mp4, .webm, '
+                             f'.mkv, .avi, ...) or folders of frames')
+        if not video_model and (suffix in VIDEO_EXTENSIONS or Path(path).is_dir()):
+            what = 'a folder' if Path(path).is_dir() else 'a video'
+            raise SystemExit(f'{path} is {what}, and {model} classifies images: give it image files (.jpg, .png, '
+                             f'...), or a video export')
 
 
 def serve(args: argparse.Namespace) -> None:

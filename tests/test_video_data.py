@@ -173,11 +173,31 @@ def test_a_truncated_video_never_ends_an_epoch_and_is_named(tmp_path):
     assert all(x.shape[1:] == (3, 8, 32, 32) for x in batches)
     bad = [w for w in caught if issubclass(w.category, BadVideoWarning)]
     assert len(bad) == 1 and 'train/b/cut.mp4' in str(bad[0].message) and 'truncated' in str(bad[0].message)
-    data.trn_ds.strict = True
+    data.strict = True
     with pytest.raises(VideoError, match='cut.mp4'):
         for _ in range(4):
             for _ in data.trn_dl:
                 pass
+
+
+def test_strict_counts_in_worker_processes_that_already_ran(tmp_path):
+    """Persistent loader workers hold copies of the data sets: `data.strict = True` after a pass must reach them."""
+    root = _two_class_tree(tmp_path, {})
+    whole = write_video(tmp_path / 'whole.mp4', numbered_frames(48, 32, 32), faststart=True).read_bytes()
+    (root / 'train' / 'b' / 'cut.mp4').write_bytes(whole[:len(whole) // 2])
+    data = VideoClassifierData.from_paths(root, tfms=tfms_from_stats(kinetics_stats, 32), bs=3, num_workers=2,
+                                          frames_per_clip=8, clips_per_video=2)
+    data.trn_ds.sampling = ClipSampling(8, 1, 1, random=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for x, _ in data.trn_dl:        # the workers start, with strict off
+            pass
+    data.strict = True
+    with pytest.raises(VideoError, match='cut.mp4'):
+        for _ in range(4):
+            for _ in data.trn_dl:
+                pass
+    data.close()
 
 
 def test_variable_frame_rate_videos_are_named_in_one_warning(tmp_path):

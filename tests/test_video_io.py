@@ -12,12 +12,15 @@ from learner.data.video_io import VideoError, frame_files, probe_video, read_fra
 from _video_helpers import frame_numbers, need_av, numbered_frames, write_audio_only, write_video
 
 
-@pytest.mark.parametrize('suffix', ['.mp4', '.webm'])
+@pytest.mark.parametrize('suffix', ['.mp4', '.webm', '.avi'])
 def test_the_frames_asked_for_in_their_order_with_repeats(tmp_path, suffix):
+    # .avi: H.264 with B-frames, whose AVI time stamps are in decode order (frames were doubled and skipped)
     path = write_video(tmp_path / f'v{suffix}', numbered_frames(30))
     info = probe_video(path)
     assert (info.n_frames, info.fps, info.width, info.height, info.variable_rate) == (30, 25.0, 64, 48, False)
     assert info.estimated == (suffix == '.webm')       # WebM headers hold a duration, not a frame count
+    frames, problem = read_frames(info, list(range(30)))
+    assert problem is None and frame_numbers(frames) == list(range(30))
     wanted = [0, 5, 29, 13, 2, 2, 28]
     frames, problem = read_frames(info, wanted)
     assert problem is None and frames.shape == (7, 48, 64, 3) and frames.dtype == np.uint8
@@ -124,3 +127,30 @@ def test_a_truncated_stream_is_reported_not_raised_and_verify_lists_it(tmp_path)
     assert frame_numbers(frames)[:2] == [0, 1]                            # what decoded is kept
     bad = verify_videos(tmp_path)
     assert [b.path.name for b in bad] == ['cut.mp4']
+
+
+def test_an_audio_track_longer_than_the_video_is_not_read_as_truncation(tmp_path):
+    """A WebM's header has no frame count; its container duration covers the audio too. 1 s of video under 3 s of
+    audio is 25 frames, all there: no 'truncated' problem, no frozen clip."""
+    av = need_av()
+    path = tmp_path / 'talk.webm'
+    with av.open(str(path), 'w') as container:
+        video = container.add_stream('libvpx-vp9', rate=25, options={'deadline': 'realtime', 'cpu-used': '8'})
+        video.width, video.height, video.pix_fmt = 64, 48, 'yuv420p'
+        audio = container.add_stream('libopus', rate=48000)
+        for array in numbered_frames(25):
+            for packet in video.encode(av.VideoFrame.from_ndarray(array, format='rgb24')):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for _ in range(150):                        # 3 s of silence in 20 ms frames
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format='fltp', layout='mono')
+            frame.sample_rate = 48000
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    info = probe_video(path)
+    assert info.n_frames == 25
+    frames, problem = read_frames(info, [0, 12, 24])
+    assert problem is None and frame_numbers(frames) == [0, 12, 24]

@@ -50,6 +50,17 @@ def test_learner_predict_prints_the_top_classes_of_a_video(video_export, capsys)
     line = capsys.readouterr().out.strip()
     best = load_learner(path).predict_video(video)[0]
     assert line.startswith(f'{video}: {best} ') and line.count(',') == 1
+    photo = root / 'photo.png'
+    photo.write_bytes(png_bytes(color_image('red', 1)))
+    with pytest.raises(SystemExit, match='photo.png is an image, and .* classifies videos'):
+        main(['predict', str(path), str(photo)])
+
+
+def test_learner_predict_tells_an_image_model_it_was_given_a_video(tmp_path_factory, tmp_path):
+    from learner.cli import main
+    video = write_video(tmp_path / 'clip.mp4', numbered_frames(10, 32, 32))
+    with pytest.raises(SystemExit, match='clip.mp4 is a video, and .* classifies images'):
+        main(['predict', str(tiny_export(tmp_path_factory)), str(video)])
 
 
 def test_serve_answers_a_video_upload_with_the_clip_average(video_export):
@@ -72,13 +83,14 @@ def test_serve_answers_a_video_upload_with_the_clip_average(video_export):
 def test_a_video_export_refuses_images_and_broken_videos_by_name(video_export, tmp_path):
     _, path, _ = video_export
     whole = write_video(tmp_path / 'v.mp4', numbered_frames(20, 32, 32)).read_bytes()
-    cases = {'photo.png': (png_bytes(color_image('red', 1)), 'classifies videos'),
+    cases = {'photo.png': (png_bytes(color_image('red', 1)), 'photo.png is an image; this model classifies videos'),
              'cut.mp4': (whole[:len(whole) // 2], 'cut.mp4: not a video file'),
              'empty.webm': (b'', 'empty')}
     with TestClient(create_app(path)) as client:
         for name, (body, why) in cases.items():
             answer = client.post('/predict', files={'file': (name, body, 'application/octet-stream')})
             assert answer.status_code in (400, 422) and why in answer.json()['detail'], (name, answer.text)
+            assert 'skip_bad' not in answer.json()['detail']    # training advice means nothing to a client
         playlist = b'#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n'
         answer = client.post('/predict', files={'file': ('list.m3u8', playlist, 'video/mp4')})
         assert answer.status_code == 422 and 'not a video' in answer.json()['detail']   # never handed to FFmpeg

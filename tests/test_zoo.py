@@ -70,6 +70,9 @@ def test_c3d_bn_clip_shape_and_post_geometry():
     with pytest.raises(ValueError, match='16x16'):
         C3D_BN(5, width=4, n_hidden=16, sz=15)         # 15 -> 7 -> 3 -> 1 -> 0 before the padded last pool
     assert C3D_BN(5, width=4, n_hidden=16, sz=16).n_features == 32   # 16 -> 8 -> 4 -> 2 -> 1 -> 1
+    small = C3D_BN(5, width=4, n_hidden=16, sz=32)
+    with pytest.raises(ValueError, match=r'takes clips \(B, 3, 16, 32, 32\), got \(2, 3, 8, 32, 32\)'):
+        small(torch.randn(2, 3, 8, 32, 32))       # data of 8-frame clips (set_data): said, not a pooling error
 
 
 def test_parameter_counts_by_hand():

@@ -85,6 +85,21 @@ class DataBunch:
             raise ValueError('this DataBunch has no test set: pass test_name=... (or test=...) to build one')
         return ds
 
+    @property
+    def strict(self) -> bool:
+        """Whether a file that cannot be decoded during training raises (True) or is filled in with a warning (False,
+        the default: an epoch never dies on one bad file)."""
+        return bool(getattr(self.trn_ds, 'strict', False))
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        # on every data set, and the loaders' worker processes end: they hold copies made before and would go on
+        # with the old setting (the next pass starts new ones)
+        for ds in (self.trn_ds, self.val_ds, self.test_ds):
+            if ds is not None and hasattr(ds, 'strict'):
+                ds.strict = bool(value)
+        self.close()
+
     def close(self) -> None:
         """End the worker processes every loader of this DataBunch keeps alive (they start again on the next pass).
         A program that builds many DataBunches (a training service) calls it when done with one."""

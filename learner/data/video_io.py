@@ -165,15 +165,41 @@ def probe_video(source: Source, name: Optional[str] = None, formats: Optional[st
             raise VideoError(f'{name}: its video stream has no frame rate or size ({fps} fps, {width}x{height}); '
                              f'the file may be corrupt')
         n_frames, estimated = int(stream.frames or 0), False
-        if n_frames <= 0:  # WebM/MKV headers carry no frame count: duration x rate
-            seconds = (float(stream.duration * stream.time_base) if stream.duration else
-                       (container.duration or 0) / 1_000_000)
-            n_frames, estimated = int(round(seconds * fps)), True
+        if n_frames <= 0:  # WebM/MKV headers carry no frame count: the video stream's duration x rate
+            n_frames, estimated = _frames_from_duration(container, stream, fps), True
         if n_frames <= 0:
             raise VideoError(f'{name}: zero frames (its video stream is empty); remove it or pass skip_bad=True')
     variable = nominal > 0 and abs(fps - nominal) / nominal > VFR_TOLERANCE
     return VideoInfo(None if isinstance(source, (bytes, bytearray)) else Path(source), n_frames, fps, width, height,
                      variable, False, estimated, name, nominal)
+
+
+def _tag_seconds(value: str) -> Optional[float]:
+    """'HH:MM:SS.fffffffff' (Matroska's per-track DURATION tag) in seconds, or None."""
+    try:
+        hours, minutes, seconds = value.strip().split(':')
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _frames_from_duration(container, stream, fps: float) -> int:
+    """The frame count of a video stream whose header has none (WebM/MKV): its own frame-count or duration tag
+    (written by FFmpeg and mkvmerge), its duration, else its packets counted. Never the container's duration when
+    other streams are there: an audio track longer than the video would make it read as truncated."""
+    tags = {k.upper().split('-')[0]: v for k, v in (stream.metadata or {}).items()}
+    if str(tags.get('NUMBER_OF_FRAMES', '')).isdigit():
+        return int(tags['NUMBER_OF_FRAMES'])
+    seconds = _tag_seconds(tags.get('DURATION', ''))
+    if seconds is None and stream.duration:
+        seconds = float(stream.duration * stream.time_base)
+    if seconds is None and len(container.streams) == 1:
+        seconds = (container.duration or 0) / 1_000_000
+    if seconds is not None:
+        return int(round(seconds * fps))
+    n_packets = sum(1 for packet in container.demux(stream) if packet.size)   # read, not decoded
+    container.seek(0)
+    return n_packets
 
 
 def _probe_folder(folder: Path, name: str) -> VideoInfo:
@@ -238,22 +264,25 @@ def _decode_targets(av, container, times: list[float], fps: float, out: _Decoded
     base = stream.start_time or 0
     tb = float(stream.time_base)
     tolerance = 0.5 / fps  # frame i is shown at i / fps: accept it for a target up to half a frame before it
+    # AVI stores no presentation times (what FFmpeg reports are decode-order stamps, wrong with B-frames): its frames
+    # are counted from the first one, in the order the decoder gives them, never sought
+    counted = 'avi' in container.format.name.split(',')
     k, last_time, n_seen = 0, None, 0
     while k < len(times):
-        if times[k] > 0.5 / fps or k > 0:
+        if not counted and (times[k] > 0.5 / fps or k > 0):
             container.seek(base + int(times[k] / tb), stream=stream, backward=True, any_frame=False)
             out.counts['seeks'] += 1
         previous, sought = None, k
         for frame in container.decode(stream):
             n_seen += 1
             out.counts['decoded'] += 1
-            t = (frame.pts - base) * tb if frame.pts is not None else (n_seen - 1) / fps
+            t = (frame.pts - base) * tb if frame.pts is not None and not counted else (n_seen - 1) / fps
             while k < len(times) and t > times[k] + tolerance:
                 # previous None: the seek landed late, so the first frame we have stands in
                 out.frames[k] = _to_rgb(previous or frame, stream, width, height, reformatter)
                 k += 1
             last_time, previous = t, frame
-            if k == len(times) or (k > sought and times[k] - t > SEEK_GAP_S):
+            if k == len(times) or (not counted and k > sought and times[k] - t > SEEK_GAP_S):
                 break
         else:  # the end of the stream: what is left is shown by the last frame
             if previous is None:

@@ -391,11 +391,16 @@ class C3D_BN(nn.Module):
             n_frames: frames per clip; sz: frame height and width in pixels. Input (B, 3, n_frames, sz, sz).
         """
         super().__init__()
+        self.n_frames, self.sz = n_frames, sz
         self.features, self.n_features = _c3d_features(width, n_frames, sz)
         self.classifier = nn.Sequential(
             nn.Linear(self.n_features, n_hidden), nn.ReLU(inplace=True),
             nn.Linear(n_hidden, n_hidden), nn.ReLU(inplace=True), nn.Linear(n_hidden, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or tuple(x.shape[1:]) != (3, self.n_frames, self.sz, self.sz):
+            raise ValueError(f'this C3D_BN takes clips (B, 3, {self.n_frames}, {self.sz}, {self.sz}), got '
+                             f'{tuple(x.shape)}: build it with n_frames= and sz= of the data (frames_per_clip, '
+                             f'sz), since its classifier is sized for them')
         x = self.features(x)  # (B, 3, 16, 112, 112) -> (B, 512, 1, 4, 4)
         return self.classifier(x.flatten(1))  # (B, 8192) -> (B, c) logits

@@ -9,6 +9,8 @@ so a long upload costs no more than a short one; the body size limit (`--max-upl
 """
 from __future__ import annotations
 
+import io
+import re
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
@@ -34,6 +36,20 @@ def video_container(data: bytes) -> Optional[str]:
     if len(data) >= 12 and data[:4] == b'RIFF' and data[8:12] == b'AVI ':
         return 'AVI'
     return None
+
+
+#: the advice training messages end with, which means nothing to a client of the service
+_TRAINING_ADVICE = re.compile(r'[;,.]? *(remove it or )?pass skip_bad=True[^;]*')
+
+
+def _is_image(data: bytes) -> bool:
+    """Whether Pillow recognises the bytes' header as an image (nothing is decoded)."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means: not an image Pillow knows
+        return False
 
 
 class ImagePredictionService(PredictionService):
@@ -64,14 +80,16 @@ class VideoPredictionService(PredictionService):
         for name, data in parts:
             kind = video_container(data)
             if kind is None:
-                what = 'an empty upload' if not data else f'{len(data)} bytes that are not a video'
-                errors.append(f'{name}: {what}; this model classifies videos: send an MP4, WebM/MKV or AVI file')
+                what = ('an empty upload' if not data else 'an image' if _is_image(data) else
+                        f'{len(data)} bytes that are not a video')
+                errors.append(f'{name} is {what}; this model classifies videos: send an MP4, WebM/MKV or AVI file'
+                              + (', or serve an image model' if what == 'an image' else ''))
                 continue
             try:
                 clips = self.inference.decode_clips(data, name=name, formats=UPLOAD_DEMUXERS[kind],
                                                     max_pixels=self.config.max_pixels)
             except VideoError as err:
-                errors.append(str(err))
+                errors.append(_TRAINING_ADVICE.sub('', str(err)))   # a client cannot pass skip_bad
                 continue
             total += clips.size // 3
             if total > self.config.max_request_pixels:
