@@ -104,7 +104,7 @@ def checkout(rev: str, into: Path) -> Path:
 
 
 def bench_folder(root: Path, workers: int, repeats: int, bs: int, epochs: int, revs: list, tmp: Path) -> dict:
-    """Median images/s per contender, each run a fresh process, interleaved run by run."""
+    """Images/s of every run per contender, each run a fresh process, interleaved run by run."""
     contenders = {'learner': (str(REPO), 'learner'), 'torchvision ImageFolder': (str(REPO), 'torchvision')}
     for rev in revs:
         contenders[f'learner@{rev}'] = (str(checkout(rev, tmp / 'revs')), 'learner')
@@ -116,7 +116,7 @@ def bench_folder(root: Path, workers: int, repeats: int, bs: int, epochs: int, r
                                   str(workers), '--bs', str(bs), '--epochs', str(epochs)],
                                  env=env, capture_output=True, text=True, check=True)
             rates[name].append(float(out.stdout.split()[-1]))
-    return {name: statistics.median(v) for name, v in rates.items()}
+    return rates
 
 
 def bench_arrays(n: int, repeats: int, bs: int = 128) -> dict:
@@ -184,12 +184,16 @@ def main() -> None:
         tmp = Path(tmp)
         root = make_jpegs(tmp / 'jpegs' / 'train', a.n_images).parent
         revs = [r for r in a.revs.split(',') if r]
-        res = bench_folder(root, a.workers, a.repeats, a.bs, a.epochs, revs, tmp)
+        runs = bench_folder(root, a.workers, a.repeats, a.bs, a.epochs, revs, tmp)
+        res = {name: statistics.median(v) for name, v in runs.items()}
         base = res['torchvision ImageFolder']
         for k, v in res.items():
             ratio = '' if k.startswith('torchvision') else f'  {v / base:5.2f}x torchvision'
-            print(f'(a) {k:34s} {v:8.1f} images/s{ratio}')
-        print(f'(a) ratio learner / torchvision       {res["learner"] / base:8.2f}x  (target >= 1.0)')
+            print(f'(a) {k:34s} {v:8.1f} images/s{ratio}   runs: {", ".join(f"{r:.0f}" for r in runs[k])}')
+        # the machine drifts between runs: the ratio of each run to the torchvision run beside it is steadier
+        paired = [ours / theirs for ours, theirs in zip(runs['learner'], runs['torchvision ImageFolder'])]
+        print(f'(a) ratio learner / torchvision       {statistics.median(paired):8.2f}x  (target >= 1.0; median of '
+              f'the runs paired: {", ".join(f"{r:.2f}" for r in paired)})')
         res = bench_arrays(a.n_arrays, max(a.repeats, 5))
         for k, v in res.items():
             print(f'(b) {k:34s} {v:8.0f} images/s')
