@@ -87,6 +87,7 @@ def _checkpoint(workdir: Path) -> dict:
     return torch.load(workdir / 'models' / 'checkpoint.pth', weights_only=True)  # plain data only
 
 
+@pytest.mark.slow   # subprocesses end to end: the slow tier
 def test_killed_and_resumed_fit_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     script = tmp_path / 'train.py'
     script.write_text(SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent), n_epochs=N_EPOCHS))

@@ -131,6 +131,7 @@ def test_the_studio_folder_and_database_count_before_or_after_the_command():
     assert (neither.dir, neither.db) == ('studio', None)
 
 
+@pytest.mark.slow   # subprocesses end to end: the slow tier
 def test_import_a_folder_of_classes_then_a_labels_csv(tmp_path):
     root = make_color_folders(tmp_path / 'colours', n_train=5, n_valid=2)   # train/ and valid/ are merged
     folder = tmp_path / 'studio'

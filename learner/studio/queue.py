@@ -127,7 +127,7 @@ def _number(name: str, value, low: float, high: float, integer: bool = False, lo
 
 
 #: The training options a job may set: (smallest, largest, whole number); None keeps the recipe's choice.
-_OPTION_RANGES = {'epochs': (1, 1000, True), 'bs': (1, 4096, True), 'seed': (0, 2 ** 63 - 1, True),
+_OPTION_RANGES = {'epochs': (1, 100_000, True), 'bs': (1, 4096, True), 'seed': (0, 2 ** 63 - 1, True),
                   'lr': (1e-8, 10.0, False), 'num_workers': (0, 64, True)}
 
 
