@@ -128,10 +128,13 @@ class DataBunch:
             return self.val_dl if split == 'valid' else self.test_dl
         key = (split, augment, shuffle, bs)
         if key not in self._loaders:
-            tfms = self.trn_ds.tfms if augment else self.val_ds.tfms
-            self._loaders[key] = make_loader(ds.with_tfms(tfms), bs, shuffle, self.num_workers, self._device,
-                                             persistent=False)
+            self._loaders[key] = make_loader(self._pass_dataset(ds, split, augment), bs, shuffle, self.num_workers,
+                                             self._device, persistent=False)
         return self._loaders[key]
+
+    def _pass_dataset(self, ds: BaseDataset, split: str, augment: bool) -> BaseDataset:
+        """What `loader(split, augment)` iterates: `ds` with the training or validation transforms."""
+        return ds.with_tfms(self.trn_ds.tfms if augment else self.val_ds.tfms)
 
     @property
     def aug_dl(self) -> DeviceDataLoader:

@@ -21,7 +21,6 @@ import torch
 
 from .databunch import DataBunch
 from .duplicates import warn_duplicates
-from .loaders import make_loader
 from .sources import csv_splits, folder_source, require_two_classes, test_folder_files
 from .video import ClipSampling, VideoDataset, warn_about_videos
 from .video_files import verify_videos, video_files
@@ -97,25 +96,12 @@ class VideoDataBunch(DataBunch):
     stride = property(lambda self: self.trn_ds.sampling.stride)
     clips_per_video = property(lambda self: self.val_ds.sampling.n_clips)
 
-    def loader(self, split: str, augment: bool = False, shuffle: bool = False, bs: Optional[int] = None):
-        """A loader over `split` in data-set order: the validation transforms and clips (training ones if
-        `augment`: random clips for 'train', the evaluation clips with random transforms for 'valid'/'test').
-
-        Used by TTA (`loader('valid', augment=True)`) and precompute (`loader('train')`: the evaluation clips of
-        every training video). As for images, `val_dl`/`test_dl` answer for themselves, and other loaders are made
-        once per arguments and start their worker processes per pass.
-        """
-        bs = bs or self.bs
-        ds = self._ds(split)
-        if not augment and not shuffle and bs == self.bs and split != 'train':
-            return self.val_dl if split == 'valid' else self.test_dl
-        key = (split, augment, shuffle, bs)
-        if key not in self._loaders:
-            sampling = ds.sampling if (augment and split == 'train') else self.val_ds.sampling
-            tfms = self.trn_ds.tfms if augment else self.val_ds.tfms
-            self._loaders[key] = make_loader(ds.with_tfms(tfms).with_sampling(sampling), bs, shuffle,
-                                             self.num_workers, self._device, persistent=False)
-        return self._loaders[key]
+    def _pass_dataset(self, ds, split: str, augment: bool):
+        """What `loader(split, augment)` iterates (TTA's `loader('valid', augment=True)`, precompute's
+        `loader('train')`): the validation transforms and clips, or the training transforms with random clips for
+        'train' and the evaluation clips for 'valid'/'test'."""
+        sampling = ds.sampling if (augment and split == 'train') else self.val_ds.sampling
+        return super()._pass_dataset(ds, split, augment).with_sampling(sampling)
 
     def tfms_signature(self) -> str:
         """The validation transforms, size, stats and evaluation clips (precompute's cache key)."""
