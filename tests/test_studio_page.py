@@ -337,7 +337,7 @@ def _curl(line: str, image: Path) -> dict:
     return answer.json()
 
 
-def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
+def second_half(walk: Walk, hymenoptera: Path, project_id: int, tmp_path: Path) -> None:
     """Cancel, a failed job, train, the slider, quick test, publish, curl, correct a prediction, train again,
     compare, publish the second iteration."""
     studio = walk.studio
@@ -383,6 +383,11 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
              for b in walk.css('#quicktest-bars li')]
     assert shown == [(p['tag'], _percent(p['probability'])) for p in expected]
     walk.step('quick-test', show='quicktest-title', accessible=True)
+    note = tmp_path / 'note.txt'
+    note.write_text('not a photo')
+    drop_files(walk.driver, '#quicktest-drop', [note])                     # refused: said in words, no broken image
+    walk.wait(lambda: walk.by_id('quicktest-result').get_attribute('data-state') == 'failed', 'the refusal')
+    assert 'not an image' in walk.text('quicktest-error') and not walk.by_id('quicktest-result').is_displayed()
     assert api.get(f'{project}/predictions').json()['total'] == 0          # a quick test stores nothing
 
     walk.tab('iterations')
@@ -397,6 +402,7 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
     assert studio.keys['prediction'] in line and studio.keys['training'] not in line
     answer = _curl(line, query)                                             # a client calls the REST endpoint
     assert answer['published_name'] == 'insects' and answer['iteration'] == 1
+    again = _curl(line, query)                                              # the same photo sent twice: two cards
     walk.step('published', show='publish-title', accessible=True)
 
     walk.tab('predictions')
@@ -406,6 +412,8 @@ def second_half(walk: Walk, hymenoptera: Path, project_id: int) -> None:
     walk.css(f'{card} button[data-tag="bees"]')[0].click()                 # one click: it is a bee
     walk.wait(lambda: walk.css(card) and walk.css(card)[0].get_attribute('data-tags') == 'bees', 'the tag set')
     image_id = int(walk.css(card)[0].get_attribute('data-image-id'))
+    other = f'#predictions li[data-prediction-id="{again["prediction_id"]}"]'
+    assert walk.css(other)[0].get_attribute('data-tags') == 'bees'          # the other card of that image too
     assert api.get(f'{project}/images/{image_id}').json()['tags'] == ['bees']
     walk.step('prediction-corrected', show='predictions-title', accessible=True)
 
@@ -446,7 +454,7 @@ def _error_words(driver, status: int, detail: str, retry_after=None) -> str:
 def test_the_posts_flow_in_the_page(desktop, studio, shots, hymenoptera, tmp_path):
     walk = Walk(desktop, studio, shots, 'desktop')
     project_id = first_half(walk, hymenoptera, tmp_path, 'insects', N_PER_TAG)
-    second_half(walk, hymenoptera, project_id)
+    second_half(walk, hymenoptera, project_id, tmp_path)
     # a 503 (the prediction queue full) cannot be caused on purpose here; its words, as the page would show them
     assert _error_words(desktop, 503, 'queue full', '1') == '503 The server is busy: queue full (try again in 1 s)'
     # the checks saw every kind of control the page has

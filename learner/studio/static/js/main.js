@@ -38,7 +38,7 @@ async function acceptKey(event) {
   try {
     await api('projects', { key });      // a call only the training key may make: checks it changes nothing
   } catch (err) {
-    showError('key-error', err.status === 401 ? `${err.message} Check the key and try again.` : err);
+    showError('key-error', err.status === 401 ? `${err.message.replace(/[.\s]*$/, '')}. Check the key and try again.` : err);
     return;
   }
   setTrainingKey(key);
@@ -52,6 +52,7 @@ async function openProject(id) {
     stopFollowing();
     resetGallery();
     resetPredictions();
+    $('uploads').replaceChildren();      // the upload reports were another project's
     state.project = { id };
     state.tags = [];
     state.iterations = [];

@@ -22,6 +22,12 @@ async function setTags(prediction, names, card, clicked) {
     const redrawn = predictionCard(updated);
     card.replaceWith(redrawn);
     redrawn.querySelector(`button[data-tag="${CSS.escape(clicked)}"]`).focus();   // keep the keyboard where it was
+    // other cards of the same image (sent more than once) show its tags too: redraw them with the new ones
+    for (const other of document.querySelectorAll(`#predictions li.prediction[data-image-id="${updated.image_id}"]`)) {
+      if (other === redrawn) continue;
+      const shown = { ...other.prediction, tags: updated.tags };
+      other.replaceWith(predictionCard(shown));
+    }
     await refreshTags();
     announce('images');
   } catch (err) {
@@ -60,6 +66,7 @@ function predictionCard(p) {
       list,
       el('p', { className: 'tagged', textContent: tagLine(p) }),
       buttons));
+  card.prediction = p;      // what the card was drawn from (another card of its image redraws it)
   return card;
 }
 

@@ -28,6 +28,7 @@ async function test(files) {
     $('quicktest-result').dataset.state = 'done';
   } catch (err) {
     $('quicktest-result').dataset.state = 'failed';
+    $('quicktest-result').hidden = true;     // a refused file: no broken preview, the reason says it all
     showError('quicktest-error', err);
   }
 }

@@ -132,7 +132,7 @@ function tagItem(tag) {
 }
 
 async function deleteTag(tag) {
-  if (!await confirmDialog(`Delete the tag "${tag.name}"? Its ${tag.image_count} images stay, without it.`,
+  if (!await confirmDialog(`Delete the tag "${tag.name}"? Its ${tag.image_count} image${tag.image_count === 1 ? '' : 's'} stay${tag.image_count === 1 ? 's' : ''}, without it.`,
     'Delete the tag')) return;
   try {
     await api(projectPath(`/tags/${tag.id}`), { method: 'DELETE' });
