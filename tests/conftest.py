@@ -120,3 +120,12 @@ def vector_learner(tmp_path, **kw) -> Learner:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     kw.setdefault('progress', False)
     return Learner(VectorData(tmp_path), model, **kw)
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty TORCH_HOME (torchvision's cache is then tmp/hub/checkpoints)."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    folder = tmp_path / 'hub' / 'checkpoints'
+    folder.mkdir(parents=True)
+    return folder

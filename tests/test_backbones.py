@@ -19,15 +19,6 @@ from conftest import require
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 
 
-@pytest.fixture
-def torch_home(tmp_path, monkeypatch):
-    """An empty TORCH_HOME (torchvision's cache is then tmp/hub/checkpoints)."""
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    folder = tmp_path / 'hub' / 'checkpoints'
-    folder.mkdir(parents=True)
-    return folder
-
-
 def test_resnet18_checkpoint_in_torch_home_arrives_bit_exactly(torch_home):
     torch.manual_seed(0)
     reference = torchvision.models.resnet18().state_dict()

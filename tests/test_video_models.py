@@ -31,14 +31,6 @@ def video_data(root, sz=16, frames=4, **kw):
                                           num_workers=0, **kw)
 
 
-@pytest.fixture
-def torch_home(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    folder = tmp_path / 'hub' / 'checkpoints'
-    folder.mkdir(parents=True)
-    return folder
-
-
 @pytest.mark.parametrize('builder', [r3d_18, mc3_18, r2plus1d_18], ids=lambda b: b.__name__)
 def test_kinetics_weights_load_from_torch_home_under_torchvision_file_name(builder, torch_home, motion):
     torch.manual_seed(0)
